@@ -1,0 +1,54 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap .venv themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test test-all lint format bench-sim experts-table clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when pyproject.toml changes (seconds when nothing changed).
+$(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
+	bash scripts/install-torch.sh $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vla-sim-report out=runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ""
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+# Our sim, the raw MuJoCo floor and Meta-World in one run. Meta-World pins mujoco==3.3.0, so this runs in a
+# venv of its own, which also shows that sim/ works on the oldest mujoco we support.
+BENCH_VENV := .venv-metaworld
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	bash scripts/install-torch.sh $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -e . 'mujoco==3.3.0' 'metaworld==3.1.1'
+	touch $@
+
+bench-sim: $(STAMP) $(BENCH_VENV)/.installed
+	$(PY) bench/sim_throughput.py
+	$(BENCH_VENV)/bin/python bench/sim_throughput.py --metaworld
+
+experts-table: $(STAMP)
+	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

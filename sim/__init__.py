@@ -1,0 +1,70 @@
+"""sim: headless MuJoCo tabletop tasks for language-conditioned manipulation, with scripted experts.
+
+    import sim
+    sim.list_tasks()                      # ['CloseDrawer', 'OpenDrawer', ...]
+    env = sim.make("PickUp", image_size=(128, 128))
+    expert = sim.make_expert(env)
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(expert.infer(obs)["actions"][0])
+
+Tasks are also registered with gymnasium as ``vla/<TaskName>-v0``.
+"""
+
+from sim import gl
+
+gl.choose_backend()  # must precede the first import of mujoco, which reads MUJOCO_GL once
+
+import gymnasium as gym  # noqa: E402
+
+from sim.contract import ACTION_DIM, CAMERAS, STATE_DIM, STATE_NAMES  # noqa: E402
+from sim.env import EnvConfig, TabletopEnv  # noqa: E402
+from sim.experts import ScriptedExpert  # noqa: E402
+from sim.scene import RenderConfig  # noqa: E402
+from sim.tasks import TASKS  # noqa: E402
+
+GYM_PREFIX = "vla/"
+
+__all__ = [
+    "ACTION_DIM",
+    "CAMERAS",
+    "STATE_DIM",
+    "STATE_NAMES",
+    "EnvConfig",
+    "RenderConfig",
+    "ScriptedExpert",
+    "TabletopEnv",
+    "gym_id",
+    "list_tasks",
+    "make",
+    "make_expert",
+]
+
+
+def list_tasks() -> list[str]:
+    return sorted(TASKS)
+
+
+def gym_id(task: str) -> str:
+    return f"{GYM_PREFIX}{task}-v0"
+
+
+def _task_name(task: str) -> str:
+    name = task.removeprefix(GYM_PREFIX).removesuffix("-v0")
+    if name not in TASKS:
+        raise ValueError(f"unknown task {task!r}; available tasks: {list_tasks()}")
+    return name
+
+
+def make(task: str, **options) -> TabletopEnv:
+    """Build a task's environment by name (``"PickUp"`` or ``"vla/PickUp-v0"``); options: ``EnvConfig`` fields."""
+    return gym.make(gym_id(_task_name(task)), disable_env_checker=True, **options)
+
+
+def make_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+    """The scripted expert of ``env``'s task: ``reset()`` and ``infer(obs) -> {"actions": float32[1, 7]}``."""
+    return ScriptedExpert(env, noise=noise, seed=seed)
+
+
+for _name in TASKS:
+    if gym_id(_name) not in gym.registry:
+        gym.register(id=gym_id(_name), entry_point="sim.env:TabletopEnv", kwargs={"task": _name})

@@ -1,0 +1,72 @@
+"""Scripted experts: follow a task's waypoint plan, computed from privileged simulator state.
+
+An expert has the policy interface of the whole stack (``reset()``, ``infer(obs) -> {"actions": (1, 7)}``)
+so recording, evaluation and serving treat it like any learned policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.contract import ACTION_DIM
+from sim.controller import MAX_ROTATION, MAX_TRANSLATION, orientation_error
+from sim.tasks.base import Waypoint
+
+
+def down_mat(yaw: float) -> np.ndarray:
+    """TCP orientation pointing straight down, fingers closing along (sin yaw, -cos yaw, 0)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
+
+
+class ScriptedExpert:
+    """Drives one environment through its task's plan. ``noise`` adds Gaussian noise to arm actions."""
+
+    def __init__(self, env, noise: float = 0.0, seed: int | None = None):
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.env = env.unwrapped
+        self.noise = noise
+        self._rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self._plan = None
+        self._index = 0
+        self._current: Waypoint | None = None
+        self._steps_on_waypoint = 0
+        self._held = 0
+
+    def infer(self, obs: dict) -> dict[str, np.ndarray]:
+        world, controller = self.env.world, self.env.controller
+        if self._plan is None:
+            self._plan = list(self.env.task.plan(world))
+        waypoint = self._waypoint(world)
+        error = waypoint.pos - controller.target_pos
+        action = np.zeros(ACTION_DIM)
+        action[:3] = error / MAX_TRANSLATION
+        action[3:6] = orientation_error(down_mat(waypoint.yaw), controller.target_mat) / MAX_ROTATION
+        action[6] = waypoint.gripper
+        if self.noise > 0:
+            action[:6] += self._rng.normal(0.0, self.noise, 6)
+        self._advance(world, waypoint)
+        return {"actions": np.clip(action, -1.0, 1.0).astype(np.float32)[None]}  # (1, 7)
+
+    def _waypoint(self, world) -> Waypoint:
+        if self._current is None:
+            step = self._plan[min(self._index, len(self._plan) - 1)]
+            self._current = step(world) if callable(step) else step
+        return self._current
+
+    def _advance(self, world, waypoint: Waypoint) -> None:
+        if self._index >= len(self._plan) - 1:
+            return  # the last waypoint is held until the episode ends
+        self._steps_on_waypoint += 1
+        reached = np.linalg.norm(world.tcp_pos - waypoint.pos) < waypoint.tolerance
+        if reached:
+            self._held += 1
+        if (reached and self._held > waypoint.hold) or self._steps_on_waypoint >= waypoint.timeout:
+            self._index += 1
+            self._current = None
+            self._steps_on_waypoint = 0
+            self._held = 0

@@ -1,0 +1,128 @@
+"""What a task is: its objects, how an episode is randomized, its success predicate and an expert's plan.
+
+A task never steps physics or renders; the environment does (``sim.env``). Each task module stays small
+(dm_control's suite is the model): a scene, ``reset``, ``success`` and ``plan``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from sim.objects import COLORS
+from sim.world import World
+
+# Where objects are placed on the table (m, world frame): within the arm's comfortable reach.
+REGION_LOW = np.array([0.36, -0.24])
+REGION_HIGH = np.array([0.64, 0.24])
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """A TCP goal for the scripted expert: position, gripper yaw about world z, and gripper command."""
+
+    pos: np.ndarray  # (3,) m
+    yaw: float = 0.0  # rad; 0 = fingers close along world y
+    gripper: float = -1.0  # -1 open, +1 closed
+    tolerance: float = 0.008  # m; the waypoint counts as reached within this distance
+    hold: int = 0  # control steps to wait once reached (e.g. for the fingers to close)
+    timeout: int = 40  # control steps after which the expert moves on regardless
+
+
+# A plan step is a fixed waypoint or a function of the world evaluated when the step starts, so later
+# steps can use where objects ended up.
+PlanStep = Waypoint | Callable[[World], Waypoint]
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    max_steps: ClassVar[int]
+    instructions: ClassVar[tuple[str, ...]]  # paraphrase templates, formatted with reset()'s fields
+
+    @abstractmethod
+    def objects_xml(self) -> str:
+        """MJCF bodies this task adds to the tabletop scene."""
+
+    @abstractmethod
+    def randomize(self, world: World, rng: np.random.Generator) -> dict[str, str]:
+        """Place and colour objects, choose the goal; return the fields of the instruction templates."""
+
+    @abstractmethod
+    def success(self, world: World) -> bool: ...
+
+    @abstractmethod
+    def plan(self, world: World) -> Sequence[PlanStep]:
+        """The scripted expert's waypoints for this episode, from privileged simulator state."""
+
+    def reset(self, world: World, rng: np.random.Generator) -> str:
+        """Randomize the episode and return its instruction."""
+        fields = self.randomize(world, rng)
+        template = self.instructions[rng.integers(len(self.instructions))]
+        return template.format(**fields)
+
+
+# -- helpers shared by the tasks ------------------------------------------------------------------------
+def pick_colors(rng: np.random.Generator, n: int) -> list[str]:
+    return [str(c) for c in rng.choice(list(COLORS), size=n, replace=False)]
+
+
+def sample_positions(
+    rng: np.random.Generator,
+    n: int,
+    min_distance: float,
+    low: np.ndarray = REGION_LOW,
+    high: np.ndarray = REGION_HIGH,
+    avoid: Sequence[tuple[np.ndarray, float]] = (),
+) -> list[np.ndarray]:
+    """``n`` xy positions at least ``min_distance`` apart and clear of each (centre, radius) in ``avoid``."""
+    for _ in range(1000):
+        points: list[np.ndarray] = []
+        for _ in range(n):
+            p = rng.uniform(low, high)
+            if all(np.linalg.norm(p - q) >= min_distance for q in points) and all(
+                np.linalg.norm(p - c[:2]) >= r for c, r in avoid
+            ):
+                points.append(p)
+        if len(points) == n:
+            return points
+    raise RuntimeError(f"could not place {n} objects {min_distance} m apart in the region; region too small")
+
+
+def grasp_yaw(object_yaw: float, symmetry: float = np.pi / 2) -> float:
+    """The gripper yaw nearest zero that lines the fingers up with an object of the given symmetry."""
+    return float((object_yaw + symmetry / 2) % symmetry - symmetry / 2)
+
+
+def pick_and_place(
+    world: World, body: str, grasp_z: float, place: Callable[[World], np.ndarray], release_z: float
+) -> list[PlanStep]:
+    """Waypoints to grasp ``body`` from above and release it at ``place(world)`` + ``release_z``."""
+    pos = world.body_pos(body)
+    yaw = grasp_yaw(world.body_yaw(body))
+    above = np.array([pos[0], pos[1], 0.12])
+    grasp = np.array([pos[0], pos[1], grasp_z])
+
+    def over_target(w: World) -> Waypoint:
+        xy = place(w)[:2]
+        return Waypoint(np.array([*xy, release_z + 0.08]), yaw, 1.0, tolerance=0.015)
+
+    def lower(w: World) -> Waypoint:
+        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, 1.0, tolerance=0.01, hold=1)
+
+    def release(w: World) -> Waypoint:
+        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, -1.0, hold=3, tolerance=0.02)
+
+    return [
+        Waypoint(above, yaw, -1.0, tolerance=0.02),
+        Waypoint(grasp, yaw, -1.0),
+        Waypoint(grasp, yaw, 1.0, hold=4),
+        Waypoint(above + [0, 0, 0.04], yaw, 1.0, tolerance=0.02),
+        over_target,
+        lower,
+        release,
+        lambda w: Waypoint(w.tcp_pos + [0, 0, 0.1], yaw, -1.0, tolerance=0.02),
+    ]
