@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -66,7 +67,7 @@ class EnvConfig:
 class TabletopEnv(gym.Env):
     """A language-conditioned tabletop manipulation task with a 7-DoF arm (see ``sim.contract``)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, task: str, config: EnvConfig | None = None, render_mode: str | None = None, **options):
         self.config = replace(config or EnvConfig(), **options)
