@@ -75,7 +75,11 @@ class TabletopEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
         xml = scene.scene_xml(
-            self.task.objects_xml(), self.config.render, self.config.image_size, self.config.physics_dt
+            self.task.objects_xml(),
+            self.config.render,
+            self.config.image_size,
+            self.config.physics_dt,
+            contact_xml=self.task.contact_xml(),
         )
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.world = World(self.model)

@@ -10,7 +10,7 @@ import numpy as np
 
 from sim.contract import ACTION_DIM
 from sim.controller import MAX_ROTATION, MAX_TRANSLATION, orientation_error
-from sim.tasks.base import Waypoint
+from sim.tasks.base import Track, Waypoint
 
 
 def down_mat(yaw: float) -> np.ndarray:
@@ -44,7 +44,7 @@ class ScriptedExpert:
         waypoint = self._waypoint(world)
         error = waypoint.pos - controller.target_pos
         action = np.zeros(ACTION_DIM)
-        action[:3] = error / MAX_TRANSLATION
+        action[:3] = np.clip(error / MAX_TRANSLATION, -waypoint.speed, waypoint.speed)
         action[3:6] = orientation_error(down_mat(waypoint.yaw), controller.target_mat) / MAX_ROTATION
         action[6] = waypoint.gripper
         if self.noise > 0:
@@ -53,8 +53,10 @@ class ScriptedExpert:
         return {"actions": np.clip(action, -1.0, 1.0).astype(np.float32)[None]}  # (1, 7)
 
     def _waypoint(self, world) -> Waypoint:
+        step = self._plan[min(self._index, len(self._plan) - 1)]
+        if isinstance(step, Track):
+            return step.waypoint(world)
         if self._current is None:
-            step = self._plan[min(self._index, len(self._plan) - 1)]
             self._current = step(world) if callable(step) else step
         return self._current
 

@@ -83,7 +83,7 @@ def button(name: str, radius: float = 0.03) -> str:
 
 
 DRAWER_TRAVEL = 0.2  # m
-DRAWER_HALF = (0.1, 0.12, 0.045)  # m, half extents of the cabinet
+DRAWER_HALF = (0.1, 0.12, 0.04)  # m, half extents of the cabinet
 HANDLE_STANDOFF = 0.06  # m, drawer front to handle axis: the gap a gripper hooks into
 
 

@@ -95,20 +95,16 @@ def scene_xml(
     render: RenderConfig,
     image_size: tuple[int, int],
     timestep: float,
-    extra_defaults: str = "",
-    extra_equality: str = "",
+    contact_xml: str = "",
 ) -> str:
     """The whole MJCF document of a task's scene."""
     return (
         '<mujoco model="vla_tabletop">'
         + _header(render, image_size, timestep)
-        + "<default>"
-        + robot.defaults_xml()
-        + extra_defaults
-        + "</default>"
+        + f"<default>{robot.defaults_xml()}</default>"
         + _assets(render)
         + _world(render, objects_xml)
         + f"<actuator>{robot.actuators_xml()}</actuator>"
-        + (f"<equality>{extra_equality}</equality>" if extra_equality else "")
+        + (f"<contact>{contact_xml}</contact>" if contact_xml else "")
         + "</mujoco>"
     )

@@ -106,9 +106,13 @@ class World:
         self.data.qpos[adr : adr + 3] = pos
         self.data.qpos[adr + 3 : adr + 7] = yaw_quat(yaw)
 
-    def set_body_pos(self, body: str, pos) -> None:
-        """Move a fixed (jointless) body, such as a bin or a cabinet; affects the model, so every episode."""
-        self.model.body_pos[self.body_id(body)] = pos
+    def set_body_pos(self, body: str, pos, yaw: float | None = None) -> None:
+        """Move a fixed (jointless) body such as a bin or a cabinet. This edits the model, so tasks set it
+        at every reset."""
+        index = self.body_id(body)
+        self.model.body_pos[index] = pos
+        if yaw is not None:
+            self.model.body_quat[index] = yaw_quat(yaw)
 
     def joint_value(self, name: str) -> float:
         return float(self.data.qpos[self._joint_qpos_adr(name)])

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from sim.tasks.base import Task
+from sim.tasks.button import PressButton
+from sim.tasks.drawer import CloseDrawer, OpenDrawer
 from sim.tasks.pick import PickUp
+from sim.tasks.place import PlaceInBin
+from sim.tasks.stack import Stack
+from sim.tasks.targets import PlaceOnTarget, PushToTarget
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (PickUp,)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (
+        PickUp,
+        PlaceInBin,
+        Stack,
+        PushToTarget,
+        PlaceOnTarget,
+        OpenDrawer,
+        CloseDrawer,
+        PressButton,
+    )
+}
 
 
 def get_task(name: str) -> type[Task]:

@@ -31,11 +31,19 @@ class Waypoint:
     tolerance: float = 0.008  # m; the waypoint counts as reached within this distance
     hold: int = 0  # control steps to wait once reached (e.g. for the fingers to close)
     timeout: int = 40  # control steps after which the expert moves on regardless
+    speed: float = 1.0  # largest translation action, as a fraction of the controller's maximum
 
 
-# A plan step is a fixed waypoint or a function of the world evaluated when the step starts, so later
-# steps can use where objects ended up.
-PlanStep = Waypoint | Callable[[World], Waypoint]
+@dataclass(frozen=True)
+class Track:
+    """A plan step re-evaluated at every control step (closed loop), e.g. to keep pushing an object."""
+
+    waypoint: Callable[[World], Waypoint]
+
+
+# A plan step is a fixed waypoint, a function of the world evaluated once when the step starts (so later
+# steps can use where objects ended up), or a Track re-evaluated at every control step.
+PlanStep = Waypoint | Callable[[World], Waypoint] | Track
 
 
 class Task(ABC):
@@ -46,6 +54,10 @@ class Task(ABC):
     @abstractmethod
     def objects_xml(self) -> str:
         """MJCF bodies this task adds to the tabletop scene."""
+
+    def contact_xml(self) -> str:
+        """MJCF <contact> entries (pairs to exclude) this task's objects need; none by default."""
+        return ""
 
     @abstractmethod
     def randomize(self, world: World, rng: np.random.Generator) -> dict[str, str]:

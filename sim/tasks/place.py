@@ -1,0 +1,49 @@
+"""Put the {color} cube in the bin: three cubes and a bin; the named cube must end up inside it, released."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import objects
+from sim.tasks.base import PlanStep, Task, pick_and_place, pick_colors, sample_positions
+from sim.world import World
+
+_CUBES = ("cube_a", "cube_b", "cube_c")
+_BIN_INNER = 0.07  # m, half width of the bin's inside
+_BIN_WALL = 0.05  # m
+
+
+class PlaceInBin(Task):
+    name = "PlaceInBin"
+    max_steps = 120
+    instructions = (
+        "put the {color} cube in the bin",
+        "place the {color} cube into the bin",
+        "drop the {color} cube in the bin",
+        "move the {color} cube into the bin",
+    )
+
+    def objects_xml(self) -> str:
+        return "".join(objects.cube(c) for c in _CUBES) + objects.bin_("bin", _BIN_INNER, _BIN_WALL)
+
+    def randomize(self, world: World, rng: np.random.Generator) -> dict[str, str]:
+        bin_xy = rng.uniform([0.42, -0.2], [0.58, 0.2])
+        world.set_body_pos("bin", [*bin_xy, 0.0])
+        avoid = [(np.array([*bin_xy, 0.0]), _BIN_INNER + 0.06)]
+        colors = pick_colors(rng, len(_CUBES))
+        for cube, color, xy in zip(_CUBES, colors, sample_positions(rng, 3, 0.08, avoid=avoid), strict=True):
+            world.set_free_pose(cube, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
+            world.set_rgba(cube, objects.COLORS[color])
+        index = int(rng.integers(len(_CUBES)))
+        self.target = _CUBES[index]
+        return {"color": colors[index]}
+
+    def success(self, world: World) -> bool:
+        offset = world.body_pos(self.target) - world.body_pos("bin")
+        inside = bool(np.all(np.abs(offset[:2]) < _BIN_INNER) and offset[2] < _BIN_WALL)
+        return inside and not world.touching(world.finger_geoms, self.target)
+
+    def plan(self, world: World) -> list[PlanStep]:
+        return pick_and_place(
+            world, self.target, objects.CUBE_HALF, lambda w: w.body_pos("bin"), release_z=_BIN_WALL + 0.04
+        )

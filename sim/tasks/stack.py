@@ -1,0 +1,46 @@
+"""Stack the {top} cube on the {bottom} cube: three cubes; the named one must rest, released, on the other."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import objects
+from sim.tasks.base import PlanStep, Task, pick_and_place, pick_colors, sample_positions
+from sim.world import World
+
+_CUBES = ("cube_a", "cube_b", "cube_c")
+
+
+class Stack(Task):
+    name = "Stack"
+    max_steps = 120
+    instructions = (
+        "stack the {top} cube on the {bottom} cube",
+        "put the {top} cube on top of the {bottom} cube",
+        "place the {top} cube onto the {bottom} cube",
+        "pile the {top} cube on the {bottom} cube",
+    )
+
+    def objects_xml(self) -> str:
+        return "".join(objects.cube(c) for c in _CUBES)
+
+    def randomize(self, world: World, rng: np.random.Generator) -> dict[str, str]:
+        colors = pick_colors(rng, len(_CUBES))
+        for cube, color, xy in zip(_CUBES, colors, sample_positions(rng, 3, 0.1), strict=True):
+            world.set_free_pose(cube, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
+            world.set_rgba(cube, objects.COLORS[color])
+        top, bottom = rng.choice(len(_CUBES), size=2, replace=False)
+        self.top, self.bottom = _CUBES[top], _CUBES[bottom]
+        return {"top": colors[top], "bottom": colors[bottom]}
+
+    def success(self, world: World) -> bool:
+        offset = world.body_pos(self.top) - world.body_pos(self.bottom)
+        aligned = np.linalg.norm(offset[:2]) < objects.CUBE_HALF
+        resting = abs(offset[2] - 2 * objects.CUBE_HALF) < 0.008
+        return bool(aligned and resting and not world.touching(world.finger_geoms, self.top))
+
+    def plan(self, world: World) -> list[PlanStep]:
+        release_z = 3 * objects.CUBE_HALF + 0.006  # the held cube's centre just above the bottom cube
+        return pick_and_place(
+            world, self.top, objects.CUBE_HALF, lambda w: w.body_pos(self.bottom), release_z=release_z
+        )

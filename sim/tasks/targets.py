@@ -1,0 +1,117 @@
+"""Two cubes and two coloured target pads. One scene, two skills: push a cube to a target, or place it there.
+
+The same scene under different verbs makes the instruction, not the layout, decide what to do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import objects
+from sim.tasks.base import (
+    PlanStep,
+    Task,
+    Track,
+    Waypoint,
+    grasp_yaw,
+    pick_and_place,
+    pick_colors,
+    sample_positions,
+)
+from sim.world import World
+
+_CUBES = ("cube_a", "cube_b")
+_PADS = ("pad_a", "pad_b")
+_ON_TARGET = 0.035  # m, cube centre to pad centre
+_PUSH_Z = 0.026  # m, TCP height while pushing
+_CLEAR_Z = 0.08  # m, TCP height when moving around the cube
+
+
+def _clearance(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    """Distance from ``point`` to the segment start-end (xy)."""
+    seg = end - start
+    t = np.clip(np.dot(point - start, seg) / np.dot(seg, seg), 0.0, 1.0)
+    return float(np.linalg.norm(point - (start + t * seg)))
+
+
+class _TargetScene(Task):
+    def objects_xml(self) -> str:
+        return "".join(objects.cube(c) for c in _CUBES) + "".join(objects.pad(p) for p in _PADS)
+
+    def randomize(self, world: World, rng: np.random.Generator) -> dict[str, str]:
+        cube_colors, pad_colors = pick_colors(rng, 2), pick_colors(rng, 2)
+        cube, pad = int(rng.integers(2)), int(rng.integers(2))
+        for _ in range(100):  # the other cube must not sit on the path from the cube to its target
+            points = sample_positions(rng, 4, 0.11)
+            if _clearance(points[1 - cube], points[cube], points[2 + pad]) > 0.07:
+                break
+        for body, color, xy in zip(_CUBES, cube_colors, points[:2], strict=True):
+            world.set_free_pose(body, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
+            world.set_rgba(body, objects.COLORS[color])
+        for body, color, xy in zip(_PADS, pad_colors, points[2:], strict=True):
+            world.set_body_pos(body, [*xy, 0.001])
+            world.set_rgba(body, objects.COLORS[color])
+        self.cube, self.pad = _CUBES[cube], _PADS[pad]
+        return {"color": cube_colors[cube], "target": pad_colors[pad]}
+
+    def on_target(self, world: World) -> bool:
+        offset = world.body_pos(self.cube) - world.body_pos(self.pad)
+        return bool(np.linalg.norm(offset[:2]) < _ON_TARGET and offset[2] < objects.CUBE_HALF + 0.005)
+
+
+class PushToTarget(_TargetScene):
+    name = "PushToTarget"
+    max_steps = 120
+    instructions = (
+        "push the {color} cube to the {target} target",
+        "slide the {color} cube onto the {target} target",
+        "push the {color} cube onto the {target} circle",
+        "shove the {color} cube to the {target} target",
+    )
+
+    def success(self, world: World) -> bool:
+        return self.on_target(world)
+
+    def plan(self, world: World) -> list[PlanStep]:
+        return [Track(self._push_step)]
+
+    def _push_step(self, world: World) -> Waypoint:
+        """Closed loop, from geometry alone: get behind the cube (as seen from the goal), lower, push along
+        the line to the goal; whenever the cube has slipped off that line, lift and get behind it again."""
+        cube, tcp = world.body_pos(self.cube)[:2], world.tcp_pos
+        to_goal = world.body_pos(self.pad)[:2] - cube
+        distance = float(np.linalg.norm(to_goal))
+        heading = to_goal / max(distance, 1e-6)
+        behind = cube - heading * (objects.CUBE_HALF + 0.025)
+        offset = tcp[:2] - cube
+        along, across = offset @ heading, abs(offset @ np.array([-heading[1], heading[0]]))
+        if along < -objects.CUBE_HALF and across < 0.012 and tcp[2] < 0.03:
+            aim, z = cube - heading * (objects.CUBE_HALF + 0.012) + heading * min(0.025, distance), _PUSH_Z
+        elif np.linalg.norm(tcp[:2] - behind) < 0.01:
+            aim, z = behind, _PUSH_Z  # lower behind the cube
+        elif tcp[2] < 0.06:
+            aim, z = tcp[:2], _CLEAR_Z  # lift before moving around the cube
+        else:
+            aim, z = behind, _CLEAR_Z
+        # Fingers across the push direction; the closed gripper is symmetric under half a turn.
+        yaw = grasp_yaw(float(np.arctan2(heading[1], heading[0])), np.pi)
+        return Waypoint(np.array([*aim, z]), yaw, 1.0, tolerance=0.0, timeout=self.max_steps)
+
+
+class PlaceOnTarget(_TargetScene):
+    name = "PlaceOnTarget"
+    max_steps = 120
+    instructions = (
+        "place the {color} cube on the {target} target",
+        "put the {color} cube on the {target} target",
+        "pick up the {color} cube and set it down on the {target} target",
+        "move the {color} cube onto the {target} circle",
+    )
+
+    def success(self, world: World) -> bool:
+        return self.on_target(world) and not world.touching(world.finger_geoms, self.cube)
+
+    def plan(self, world: World) -> list[PlanStep]:
+        return pick_and_place(
+            world, self.cube, objects.CUBE_HALF, lambda w: w.body_pos(self.pad), objects.CUBE_HALF + 0.01
+        )
