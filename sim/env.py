@@ -133,7 +133,7 @@ class TabletopEnv(gym.Env):
         action = contract.validate_action(action)
         data = self.world.data
         saved = (data.time, data.qpos.copy(), data.qvel.copy(), data.act.copy(), data.ctrl.copy())
-        bad_before = data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number
+        bad_before = _divergence_warnings(data)
         self.controller.apply(action)
         mujoco.mj_step(self.model, data, nstep=self.config.substeps)
         unstable = self._unstable(bad_before)
@@ -163,8 +163,8 @@ class TabletopEnv(gym.Env):
     # -- pieces ------------------------------------------------------------------------------------------
     def _unstable(self, bad_before: int) -> bool:
         data = self.world.data
-        if data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > bad_before:
-            return True
+        if _divergence_warnings(data) > bad_before:
+            return True  # MuJoCo has already reset the state it found diverging
         if not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
             return True
         return bool(np.abs(data.qvel).max() > 1e3)
@@ -198,6 +198,17 @@ class TabletopEnv(gym.Env):
         agentview = self.world.camera_id("agentview")
         model.cam_pos[:] = nominal["cam_pos"]
         model.cam_pos[agentview] += rng.uniform(-1, 1, 3) * self.config.camera_jitter
+
+
+_DIVERGENCE = (
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+    mujoco.mjtWarning.mjWARN_BADQACC,
+)
+
+
+def _divergence_warnings(data: mujoco.MjData) -> int:
+    return sum(int(data.warning[w].number) for w in _DIVERGENCE)
 
 
 def _make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
