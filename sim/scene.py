@@ -20,8 +20,8 @@ from sim import robot
 TABLE_HALF = (0.55, 0.6, 0.02)  # m, half extents of the table top
 TABLE_CENTER_X = 0.35
 OBJECT_GROUP = 'contype="1" conaffinity="3"'
-AGENTVIEW_POS = (1.25, 0.0, 0.95)
-AGENTVIEW_TARGET = (0.4, 0.0, 0.12)
+AGENTVIEW_POS = (1.0, 0.0, 0.72)
+AGENTVIEW_TARGET = (0.42, 0.0, 0.06)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def _world(render: RenderConfig, objects_xml: str) -> str:
         'conaffinity="0"/>'
         f'<geom name="table" type="box" pos="{TABLE_CENTER_X} 0 {-hz}" size="{hx} {hy} {hz}" material="table" '
         f"{OBJECT_GROUP}/>"
-        f'<camera name="agentview" pos="{AGENTVIEW_POS[0]} {AGENTVIEW_POS[1]} {AGENTVIEW_POS[2]}" xyaxes="{agentview}" fovy="50"/>'
+        f'<camera name="agentview" pos="{AGENTVIEW_POS[0]} {AGENTVIEW_POS[1]} {AGENTVIEW_POS[2]}" xyaxes="{agentview}" fovy="54"/>'
         + robot.arm_xml((0.0, 0.0, 0.0))
         + objects_xml
         + "</worldbody>"

@@ -50,7 +50,7 @@ def test_observation_matches_the_documented_space(env):
     assert np.isfinite(obs[OBS_STATE]).all()
     assert isinstance(obs[OBS_INSTRUCTION], str) and obs[OBS_INSTRUCTION] == info["instruction"]
     assert env.action_space.shape == (ACTION_DIM,)
-    obs, reward, terminated, truncated, info = env.step(np.zeros(ACTION_DIM, np.float32))
+    obs, reward, _, _, info = env.step(np.zeros(ACTION_DIM, np.float32))
     assert env.observation_space.contains(obs)
     assert isinstance(reward, float) and info["task"] == env.unwrapped.task.name
 

@@ -91,7 +91,7 @@ def test_gripper_minus_one_opens_plus_one_closes():
 
 def test_rotation_action_turns_the_gripper_about_world_z():
     env = sim.make("PressButton", cameras=())
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     yaw = env.unwrapped.world.tcp_mat[:, 0]
     action = np.zeros(ACTION_DIM, np.float32)
     action[5] = 1.0
