@@ -1,0 +1,1 @@
+"""policies: the composition layer: the policy interface, rollouts, evaluation, reports and recording."""

@@ -1,0 +1,69 @@
+"""One closed-loop episode of a policy in a simulator environment.
+
+The policy interface is the stack's everywhere (scripted experts, learned VLAs, served models):
+``reset()`` at an episode's start and ``infer(obs) -> {"actions": (K, 7)}``, a chunk of K actions that is
+executed in order before the policy is asked again, so chunked policies run at their trained rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from sim.contract import ACTION_DIM
+
+
+class Policy(Protocol):
+    def reset(self) -> None: ...
+
+    def infer(self, obs: dict) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    length: int  # control steps taken
+    frames: np.ndarray | None = None  # uint8 (length + 1, H, W, 3) from env.render(), first after reset
+
+
+def action_chunk(output) -> np.ndarray:
+    """The (K, 7) action chunk of a policy's ``infer`` output, or ``ValueError`` saying what is wrong."""
+    if not isinstance(output, dict) or "actions" not in output:
+        got = sorted(output) if isinstance(output, dict) else type(output).__name__
+        raise ValueError(f"policy.infer must return a dict with an 'actions' entry, got {got}")
+    actions = np.asarray(output["actions"])
+    if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != ACTION_DIM:
+        raise ValueError(
+            f"policy returned actions of shape {actions.shape}; expected (K, {ACTION_DIM}) with K >= 1"
+        )
+    return actions
+
+
+def run_episode(env, policy: Policy, seed: int, record_video: bool = False) -> EpisodeResult:
+    """Reset ``env`` with ``seed`` and run ``policy`` until the episode terminates or is truncated."""
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    frames = [env.render()] if record_video else None
+    steps, done = 0, False
+    while not done:
+        for action in action_chunk(policy.infer(obs)):
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            if record_video:
+                frames.append(env.render())
+            done = terminated or truncated
+            if done:
+                break
+    return EpisodeResult(
+        task=info["task"],
+        seed=seed,
+        instruction=info["instruction"],
+        success=bool(info["success"]),
+        length=steps,
+        frames=np.stack(frames) if record_video else None,
+    )
