@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test test-all lint format bench-sim experts-table clean
+.PHONY: venv demo test test-all lint format bench-sim test-mujoco-min experts-table clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,15 +37,19 @@ format: $(STAMP)
 # Our sim, the raw MuJoCo floor and Meta-World in one run. Meta-World pins mujoco==3.3.0, so this runs in a
 # venv of its own, which also shows that sim/ works on the oldest mujoco we support.
 BENCH_VENV := .venv-metaworld
-$(BENCH_VENV)/.installed: pyproject.toml
+$(BENCH_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(BENCH_VENV)
 	bash scripts/install-torch.sh $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q -e . 'mujoco==3.3.0' 'metaworld==3.1.1'
+	$(BENCH_VENV)/bin/pip install -q -e '.[dev]' 'mujoco==3.3.0' 'metaworld==3.1.1'
 	touch $@
 
 bench-sim: $(STAMP) $(BENCH_VENV)/.installed
 	$(PY) bench/sim_throughput.py
 	$(BENCH_VENV)/bin/python bench/sim_throughput.py --metaworld
+
+# The sim test suite on the oldest mujoco we support (3.3.0, which Meta-World pins).
+test-mujoco-min: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pytest -q tests/test_sim_contract.py tests/test_sim_robot.py tests/test_sim_determinism.py
 
 experts-table: $(STAMP)
 	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false
