@@ -1,0 +1,338 @@
+"""Writing LeRobotDataset v3.0 datasets episode by episode, each episode committed atomically.
+
+``add_episode`` writes, in this order: the data parquet (old rows + new rows, replaced atomically), each
+camera's video (the episode's mp4 remuxed onto the end of the camera's file), the episode's row in
+meta/episodes, tasks.parquet, stats.json and LAST info.json, whose totals are the commit point. A crash
+before info.json leaves files holding more than info.json says; ``DatasetWriter.open`` (and a failed
+``add_episode`` itself) cuts them back (``vla.data.repair``), so an episode is in the dataset whole or not
+at all.
+
+Data and video files roll over to the next file_index once adding the episode would take them past
+``data_files_size_in_mb`` / ``video_files_size_in_mb`` (so a file exceeds its limit only when it holds a
+single episode bigger than the limit); chunk_index advances every ``chunks_size`` files. Episode rows roll
+over the same way, at ``data_files_size_in_mb``.
+
+Beyond LeRobot's columns, an episode row holds ``vla/<key>`` for each ``Episode.extra`` item and
+``vla/pixel_histogram/<video key>``: the (3, 256) pixel-value counts of the episode's raw frames, from which
+exact image statistics of the whole dataset are recomputed (no sidecar file to keep in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vla.data.atomic import write_json_atomic, write_parquet_atomic
+from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX, Episode, checked_episode, frame_columns
+from vla.data.layout import (
+    ACTION,
+    CHUNKS_SIZE,
+    DATA_FILES_SIZE_MB,
+    EPISODES_PATH,
+    INFO_PATH,
+    STATE,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEO_FILES_SIZE_MB,
+    DatasetError,
+    camera_of,
+    empty_info,
+    make_features,
+    video_keys,
+)
+from vla.data.meta import DatasetMeta, load_meta, read_parquet, video_episode_column
+from vla.data.repair import repair_uncommitted
+from vla.data.stats import dataset_stats, feature_stats, image_stats_from_histogram, stats_to_json
+from vla.data.video import CODEC_NAMES, ENCODERS, append_video, check_appendable
+from vla.data.write_tables import column_numpy, episodes_table, frames_table, tasks_table
+
+__all__ = ["DatasetWriter", "Episode"]
+
+MB = 1024**2
+NON_NUMERIC_DTYPES = ("video", "image", "string")
+
+
+def numeric_features(features: dict) -> list[str]:
+    """Features stored as data-parquet columns with statistics: state, action and the bookkeeping ints."""
+    return [key for key, spec in features.items() if spec["dtype"] not in NON_NUMERIC_DTYPES]
+
+
+def next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
+    if file_index + 1 >= chunks_size:
+        return chunk_index + 1, 0
+    return chunk_index, file_index + 1
+
+
+def write_stats(root: Path, columns: dict[str, list[np.ndarray]], histograms: dict[str, np.ndarray]) -> None:
+    """stats.json of the dataset whose rows are ``columns`` (per feature, one array per episode)."""
+    merged = {name: np.concatenate(parts) for name, parts in columns.items() if parts}
+    if not merged:
+        write_json_atomic(root / STATS_PATH, {})
+        return
+    frames = len(next(iter(merged.values())))
+    write_json_atomic(root / STATS_PATH, stats_to_json(dataset_stats(merged, histograms, frames)))
+
+
+@dataclass
+class DatasetWriter:
+    """Appends episodes to the dataset at ``root``; build it with ``create`` or ``open``."""
+
+    meta: DatasetMeta  # the committed dataset (its stats field is not kept up to date; stats.json is)
+    columns: dict[str, list[np.ndarray]]  # numeric feature -> its rows, one array per committed episode
+    histograms: dict[str, np.ndarray] = field(default_factory=dict)  # video key -> summed (3, 256) counts
+
+    @property
+    def root(self) -> Path:
+        return self.meta.root
+
+    @property
+    def codec(self) -> str | None:
+        """The encoder episodes' videos must come from (e.g. "libx264"); None without cameras."""
+        keys = self.meta.camera_keys
+        return ENCODERS.get(self.meta.features[keys[0]]["info"]["video.codec"]) if keys else None
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        *,
+        fps: float,
+        cameras,
+        image_size: tuple[int, int],
+        state_names,
+        action_names,
+        robot_type: str | None = None,
+        codec: str = "libx264",
+        data_files_size_in_mb: float = DATA_FILES_SIZE_MB,
+        video_files_size_in_mb: float = VIDEO_FILES_SIZE_MB,
+        chunks_size: int = CHUNKS_SIZE,
+    ) -> DatasetWriter:
+        """A new, empty dataset at ``root`` (which must not exist or be empty)."""
+        root = Path(root)
+        if root.exists() and any(root.iterdir()):
+            raise DatasetError(root, "directory exists and is not empty; use DatasetWriter.open to append")
+        if codec not in CODEC_NAMES:
+            raise ValueError(f"codec must be one of {sorted(CODEC_NAMES)}, got {codec!r}")
+        height, width = image_size
+        if height <= 0 or width <= 0 or height % 2 or width % 2:
+            raise ValueError(f"image_size must be positive and even (yuv420p video), got {image_size}")
+        if not fps > 0 or chunks_size < 1 or not data_files_size_in_mb > 0 or not video_files_size_in_mb > 0:
+            raise ValueError("fps, chunks_size and the file size limits must be positive")
+        features = make_features(cameras, image_size, state_names, action_names, fps, CODEC_NAMES[codec])
+        info = empty_info(features, fps, robot_type)
+        info.update(
+            chunks_size=chunks_size,
+            data_files_size_in_mb=data_files_size_in_mb,
+            video_files_size_in_mb=video_files_size_in_mb,
+        )
+        write_json_atomic(root / STATS_PATH, {})
+        write_parquet_atomic(root / TASKS_PATH, tasks_table([]))
+        write_json_atomic(root / INFO_PATH, info)
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, root: str | Path, **expected) -> DatasetWriter:
+        """The dataset at ``root``, ready to append to, with an interrupted commit cut back.
+
+        ``expected`` (any of fps, cameras, image_size, state_names, action_names, codec) are checked against
+        the dataset, to refuse appending episodes of another robot or camera set-up.
+        """
+        meta = load_meta(root)
+        _check_compatible(meta, expected)
+        writer = cls(meta, columns={}, histograms={})
+        writer._load_committed()
+        if repair_uncommitted(meta):
+            write_stats(meta.root, writer.columns, writer.histograms)
+        return writer
+
+    def add_episode(self, episode: Episode) -> int:
+        """Validate ``episode``, commit it, and return its episode_index."""
+        meta = self.meta
+        episode = checked_episode(episode, meta.features, meta.fps, self._extra_schema())
+        tasks = meta.tasks if episode.task in meta.tasks else [*meta.tasks, episode.task]
+        index = meta.total_episodes
+        columns = frame_columns(episode, index, tasks.index(episode.task), meta.total_frames, meta.fps)
+        video_places = {key: self._video_place(key, episode) for key in meta.camera_keys}
+        for key, (chunk, file) in video_places.items():
+            check_appendable(meta.video_file(key, chunk, file), episode.videos[camera_of(key)].path)
+        try:
+            row = self._commit(episode, columns, tasks, video_places)
+        except BaseException:
+            repair_uncommitted(self.meta)  # back to the committed dataset on disk
+            write_stats(self.root, self.columns, self.histograms)
+            raise
+        return row["episode_index"]
+
+    # -- commit steps, in order --------------------------------------------------------------------------
+
+    def _commit(self, episode: Episode, columns: dict, tasks: list[str], video_places: dict) -> dict:
+        meta, length = self.meta, len(episode.state)
+        row = {"episode_index": meta.total_episodes, "tasks": [episode.task], "length": length}
+        row.update(self._write_data(columns))
+        for key, place in video_places.items():
+            row.update(self._write_video(key, place, episode))
+        episodes = [*meta.episodes, row]
+        row.update(self._write_episode_row(episodes, columns, episode))
+        if tasks != meta.tasks:
+            write_parquet_atomic(self.root / TASKS_PATH, tasks_table(tasks))
+        all_columns = {name: [*parts, columns[name]] for name, parts in self.columns.items()}
+        histograms = {
+            key: self.histograms[key] + episode.videos[camera_of(key)].histogram for key in meta.camera_keys
+        }
+        write_stats(self.root, all_columns, histograms)
+        info = dict(meta.info)
+        info.update(
+            total_episodes=len(episodes),
+            total_frames=meta.total_frames + length,
+            total_tasks=len(tasks),
+            splits={"train": f"0:{len(episodes)}"},
+        )
+        write_json_atomic(self.root / INFO_PATH, info)  # the commit point
+        self.meta = DatasetMeta(self.root, info, {}, tasks, episodes)
+        self.columns, self.histograms = all_columns, histograms
+        return row
+
+    def _write_data(self, columns: dict[str, np.ndarray]) -> dict:
+        meta, new = self.meta, frames_table(columns)
+        start = meta.total_frames
+        place, old = (0, 0), None
+        if meta.episodes:
+            last = meta.episodes[-1]
+            place = (last["data/chunk_index"], last["data/file_index"])
+            path = meta.data_file(*place)
+            if path.stat().st_size + new.nbytes > meta.info["data_files_size_in_mb"] * MB:
+                place = next_file(*place, meta.info["chunks_size"])
+            else:
+                old = read_parquet(path)
+        table = pa.concat_tables([old.cast(new.schema), new]) if old is not None else new
+        write_parquet_atomic(meta.data_file(*place), table)
+        return {
+            "data/chunk_index": place[0],
+            "data/file_index": place[1],
+            "dataset_from_index": start,
+            "dataset_to_index": start + len(columns[STATE]),
+        }
+
+    def _video_place(self, key: str, episode: Episode) -> tuple[int, int]:
+        meta = self.meta
+        if not meta.episodes:
+            return 0, 0
+        last = meta.episodes[-1]
+        place = (
+            last[video_episode_column(key, "chunk_index")],
+            last[video_episode_column(key, "file_index")],
+        )
+        size = meta.video_file(key, *place).stat().st_size
+        if (
+            size + Path(episode.videos[camera_of(key)].path).stat().st_size
+            > meta.info["video_files_size_in_mb"] * MB
+        ):
+            return next_file(*place, meta.info["chunks_size"])
+        return place
+
+    def _write_video(self, key: str, place: tuple[int, int], episode: Episode) -> dict:
+        video = episode.videos[camera_of(key)]
+        start = append_video(self.meta.video_file(key, *place), video.path)
+        return {
+            video_episode_column(key, "chunk_index"): place[0],
+            video_episode_column(key, "file_index"): place[1],
+            video_episode_column(key, "from_timestamp"): start,
+            video_episode_column(key, "to_timestamp"): start + video.num_frames / self.meta.fps,
+        }
+
+    def _write_episode_row(self, episodes: list[dict], columns: dict, episode: Episode) -> dict:
+        """Finish the new (last) row of ``episodes`` and write its meta/episodes file."""
+        row = episodes[-1]
+        stats = {name: feature_stats(values, name) for name, values in columns.items()}
+        for key in self.meta.camera_keys:
+            video = episode.videos[camera_of(key)]
+            stats[key] = image_stats_from_histogram(video.histogram, video.num_frames)
+            row[HISTOGRAM_PREFIX + key] = video.histogram.tolist()
+        for feature, values in stats_to_json(stats).items():
+            row.update({f"stats/{feature}/{name}": value for name, value in values.items()})
+        row.update({EXTRA_PREFIX + key: value for key, value in episode.extra.items()})
+        place = (0, 0)
+        if len(episodes) > 1:
+            previous = episodes[-2]
+            place = (previous["meta/episodes/chunk_index"], previous["meta/episodes/file_index"])
+            path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
+            if path.stat().st_size > self.meta.info["data_files_size_in_mb"] * MB:
+                place = next_file(*place, self.meta.info["chunks_size"])
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = place
+        same_file = [
+            ep
+            for ep in episodes
+            if (ep["meta/episodes/chunk_index"], ep["meta/episodes/file_index"]) == place
+        ]
+        path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
+        write_parquet_atomic(path, episodes_table(same_file))
+        return row
+
+    # -- state of the committed dataset ----------------------------------------------------------------
+
+    def _load_committed(self) -> None:
+        """Read the committed rows of every numeric feature and sum the committed pixel histograms."""
+        meta = self.meta
+        names = numeric_features(meta.features)
+        self.columns = {name: [] for name in names}
+        for path in meta.data_files():
+            table = read_parquet(path)
+            rows = column_numpy(table, "index", path) < meta.total_frames
+            for name in names:
+                self.columns[name].append(column_numpy(table, name, path)[rows])
+        found = sum(len(part) for part in self.columns.get("index", []))
+        if found != meta.total_frames:
+            raise DatasetError(
+                meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, data has {found}"
+            )
+        for key in meta.camera_keys:
+            column = HISTOGRAM_PREFIX + key
+            if meta.episodes and column not in meta.episodes[0]:
+                raise DatasetError(
+                    meta.root / "meta/episodes", f"missing column '{column}' (not written by vla)"
+                )
+            counts = [np.asarray(ep[column], dtype=np.int64) for ep in meta.episodes]
+            self.histograms[key] = np.sum(counts, axis=0) if counts else np.zeros((3, 256), np.int64)
+
+    def _extra_schema(self) -> dict[str, type] | None:
+        if not self.meta.episodes:
+            return None
+        row = self.meta.episodes[0]
+        return {k.removeprefix(EXTRA_PREFIX): type(v) for k, v in row.items() if _is_extra(k)}
+
+
+def _is_extra(column: str) -> bool:
+    return column.startswith(EXTRA_PREFIX) and not column.startswith(HISTOGRAM_PREFIX)
+
+
+def _check_compatible(meta: DatasetMeta, expected: dict) -> None:
+    features = meta.features
+    for key in (STATE, ACTION):
+        if key not in features:
+            raise DatasetError(meta.root / INFO_PATH, f"missing feature '{key}'")
+    actual = {
+        "fps": meta.fps,
+        "cameras": [camera_of(key) for key in video_keys(features)],
+        "state_names": features[STATE].get("names"),
+        "action_names": features[ACTION].get("names"),
+    }
+    keys = video_keys(features)
+    if keys:
+        actual["image_size"] = tuple(features[keys[0]]["shape"][:2])
+        actual["codec"] = ENCODERS.get(features[keys[0]]["info"]["video.codec"])
+    for name, value in expected.items():
+        if name not in actual and name not in ("image_size", "codec"):
+            raise TypeError(f"DatasetWriter.open() got an unexpected argument '{name}'")
+        if value is None:
+            continue
+        wanted = tuple(value) if isinstance(value, list | tuple) else value
+        have = tuple(actual.get(name) or ()) if isinstance(value, list | tuple) else actual.get(name)
+        if wanted != have:
+            raise DatasetError(meta.root / INFO_PATH, f"{name} is {have!r}, the caller expects {wanted!r}")
+    for key in keys:
+        codec = features[key].get("info", {}).get("video.codec")
+        if codec not in ENCODERS:
+            raise DatasetError(meta.root / INFO_PATH, f"video '{key}' codec {codec!r} cannot be appended to")
