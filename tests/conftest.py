@@ -1,0 +1,135 @@
+"""Shared fixtures: ``make_dataset`` writes a small synthetic LeRobotDataset v3.0 with ``DatasetWriter``.
+
+The synthetic content is a deterministic function of (episode, frame, camera), so a reader's test can check
+that it got the right frame of the right episode from the right camera:
+
+- images (H, W, 3) uint8, four flat quadrants (``frame_pattern``), each an identity code
+  ``v = 16 * digit + 8`` (digits 0..15; lossy video moves values by a few grey levels, far less than 8):
+  top-left: frame % 16, top-right: (frame // 16) % 16, bottom-left: episode % 16, bottom-right: camera index
+  (position in ``cameras``). Channels: R = v, G = 255 - v, B = v // 2 (so a channel swap is visible).
+  ``read_pattern(image)`` recovers (episode % 16, frame % 256, camera index);
+- ``observation.state[j] = 1000 * episode + frame + 0.25 * j`` and ``action[j] = -(1000 * episode + frame)
+  - 0.25 * j`` (float32, exact);
+- task: ``TASKS[episode % 2]``; extra columns: ``vla/seed`` = seed + episode, ``vla/success`` = episode even;
+- lengths: ``lengths`` if given, else drawn from ``np.random.default_rng(seed)`` in [3, 12].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla.data.video import encode_video
+from vla.data.writer import DatasetWriter, Episode
+
+TASKS = ("pick up the red block", "open the top drawer")
+
+
+def frame_pattern(episode: int, frame: int, camera_index: int, image_size: tuple[int, int]) -> np.ndarray:
+    """The synthetic image (H, W, 3) uint8 of (episode, frame, camera_index); see the module docstring."""
+    height, width = image_size
+    digits = np.array([[frame % 16, (frame // 16) % 16], [episode % 16, camera_index % 16]])
+    values = 16 * np.repeat(np.repeat(digits, height // 2, axis=0), width // 2, axis=1) + 8  # (H, W)
+    return np.stack([values, 255 - values, values // 2], axis=-1).astype(np.uint8)
+
+
+def read_pattern(image: np.ndarray) -> tuple[int, int, int]:
+    """(episode % 16, frame % 256, camera_index) from a (possibly decoded) synthetic image."""
+    height, width = image.shape[:2]
+    qh, qw = height // 2, width // 2
+    # The middle of each quadrant, away from the edges where compression blurs neighbouring quadrants.
+    cells = [
+        image[r * qh + qh // 4 : (r + 1) * qh - qh // 4, c * qw + qw // 4 : (c + 1) * qw - qw // 4, 0]
+        for r in (0, 1)
+        for c in (0, 1)
+    ]
+    low, high, episode, camera = (round(float(cell.mean() - 8) / 16) for cell in cells)
+    return episode, low + 16 * high, camera
+
+
+def state_values(episode: int, length: int, dim: int) -> np.ndarray:
+    """(T, dim) float32 state of the synthetic episode."""
+    base = 1000.0 * episode + np.arange(length)[:, None]
+    return (base + 0.25 * np.arange(dim)).astype(np.float32)
+
+
+def action_values(episode: int, length: int, dim: int) -> np.ndarray:
+    """(T, dim) float32 action of the synthetic episode."""
+    base = 1000.0 * episode + np.arange(length)[:, None]
+    return (-base - 0.25 * np.arange(dim)).astype(np.float32)
+
+
+def episode_lengths(episodes: int, lengths, seed: int) -> list[int]:
+    if lengths is not None:
+        return list(lengths)
+    return [int(n) for n in np.random.default_rng(seed).integers(3, 13, size=episodes)]
+
+
+def synthetic_episode(
+    episode: int,
+    length: int,
+    cameras,
+    image_size,
+    state_dim: int,
+    action_dim: int,
+    fps: float,
+    staging: Path,
+    seed: int,
+) -> Episode:
+    videos = {}
+    for camera_index, camera in enumerate(cameras):
+        frames = np.stack([frame_pattern(episode, t, camera_index, image_size) for t in range(length)])
+        videos[camera] = encode_video(frames, staging / f"episode{episode}-{camera}.mp4", fps)
+    return Episode(
+        task=TASKS[episode % 2],
+        state=state_values(episode, length, state_dim),
+        action=action_values(episode, length, action_dim),
+        videos=videos,
+        extra={"seed": seed + episode, "success": episode % 2 == 0},
+    )
+
+
+@pytest.fixture
+def make_dataset(tmp_path_factory):
+    """A function writing a synthetic dataset (see the module docstring) and returning its root.
+
+    ``make_dataset(root=None, episodes=3, lengths=None, cameras=("agentview", "wrist"), image_size=(32, 32),
+    state_dim=17, action_dim=7, fps=10, seed=0, **writer_options)``: ``root`` None makes a fresh directory;
+    ``writer_options`` go to ``DatasetWriter.create`` (e.g. ``data_files_size_in_mb`` to force roll-over).
+    """
+
+    def make(
+        root=None,
+        episodes: int = 3,
+        lengths=None,
+        cameras=("agentview", "wrist"),
+        image_size=(32, 32),
+        state_dim: int = 17,
+        action_dim: int = 7,
+        fps: float = 10,
+        seed: int = 0,
+        **writer_options,
+    ) -> Path:
+        root = Path(root) if root is not None else tmp_path_factory.mktemp("dataset") / "ds"
+        staging = tmp_path_factory.mktemp("staging")
+        writer = DatasetWriter.create(
+            root,
+            fps=fps,
+            cameras=list(cameras),
+            image_size=tuple(image_size),
+            state_names=[f"state_{j}" for j in range(state_dim)],
+            action_names=[f"action_{j}" for j in range(action_dim)],
+            robot_type="synthetic",
+            **writer_options,
+        )
+        for episode, length in enumerate(episode_lengths(episodes, lengths, seed)):
+            writer.add_episode(
+                synthetic_episode(
+                    episode, length, cameras, image_size, state_dim, action_dim, fps, staging, seed
+                )
+            )
+        return root
+
+    return make
