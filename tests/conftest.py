@@ -77,13 +77,14 @@ def synthetic_episode(
     fps: float,
     staging: Path,
     seed: int,
+    task: str | None = None,
 ) -> Episode:
     videos = {}
     for camera_index, camera in enumerate(cameras):
         frames = np.stack([frame_pattern(episode, t, camera_index, image_size) for t in range(length)])
         videos[camera] = encode_video(frames, staging / f"episode{episode}-{camera}.mp4", fps)
     return Episode(
-        task=TASKS[episode % 2],
+        task=TASKS[episode % 2] if task is None else task,
         state=state_values(episode, length, state_dim),
         action=action_values(episode, length, action_dim),
         videos=videos,

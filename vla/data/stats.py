@@ -16,6 +16,11 @@ import numpy as np
 from vla.data.layout import QUANTILES
 
 
+def pixel_histogram(frames: np.ndarray) -> np.ndarray:
+    """(3, 256) int64 counts of each value per RGB channel over all frames (T, H, W, 3)."""
+    return np.stack([np.bincount(frames[..., c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
+
+
 def check_finite(values: np.ndarray, feature: str, unit: str = "row") -> None:
     """NaN or inf is a ValueError naming the feature and the first bad row (``unit``: "row" or "frame")."""
     bad = ~np.isfinite(values)

@@ -27,6 +27,7 @@ import numpy as np
 
 from vla.data.atomic import atomic_path
 from vla.data.layout import DatasetError
+from vla.data.stats import pixel_histogram
 
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = {"libx264": 23, "libsvtav1": 30}
@@ -62,11 +63,6 @@ def _check_frames(frames: np.ndarray) -> None:
         raise ValueError(f"frames must have shape (T, H, W, 3) with T > 0, got {frames.shape}")
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"frame height and width must be even for {PIX_FMT}, got {frames.shape[1:3]}")
-
-
-def pixel_histogram(frames: np.ndarray) -> np.ndarray:
-    """(3, 256) int64 counts of each value per RGB channel over all frames (T, H, W, 3)."""
-    return np.stack([np.bincount(frames[..., c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
 
 
 def encode_video(
