@@ -19,16 +19,16 @@ exact image statistics of the whole dataset are recomputed (no sidecar file to k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from vla.data.atomic import write_json_atomic, write_parquet_atomic
+from vla.data.committed import check_compatible, committed_columns, extra_schema
 from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX, Episode, checked_episode, frame_columns
 from vla.data.layout import (
-    ACTION,
     CHUNKS_SIZE,
     DATA_FILES_SIZE_MB,
     EPISODES_PATH,
@@ -41,23 +41,17 @@ from vla.data.layout import (
     camera_of,
     empty_info,
     make_features,
-    video_keys,
 )
 from vla.data.meta import DatasetMeta, load_meta, read_parquet, video_episode_column
 from vla.data.repair import repair_uncommitted
 from vla.data.stats import dataset_stats, feature_stats, image_stats_from_histogram, stats_to_json
 from vla.data.video import CODEC_NAMES, ENCODERS, append_video, check_appendable
-from vla.data.write_tables import column_numpy, episodes_table, frames_table, tasks_table
+from vla.data.write_tables import episodes_table, frames_table, tasks_table
 
 __all__ = ["DatasetWriter", "Episode"]
 
 MB = 1024**2
 NON_NUMERIC_DTYPES = ("video", "image", "string")
-
-
-def numeric_features(features: dict) -> list[str]:
-    """Features stored as data-parquet columns with statistics: state, action and the bookkeeping ints."""
-    return [key for key, spec in features.items() if spec["dtype"] not in NON_NUMERIC_DTYPES]
 
 
 def next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
@@ -82,7 +76,7 @@ class DatasetWriter:
 
     meta: DatasetMeta  # the committed dataset (its stats field is not kept up to date; stats.json is)
     columns: dict[str, list[np.ndarray]]  # numeric feature -> its rows, one array per committed episode
-    histograms: dict[str, np.ndarray] = field(default_factory=dict)  # video key -> summed (3, 256) counts
+    histograms: dict[str, np.ndarray]  # video key -> summed (3, 256) pixel counts of committed episodes
 
     @property
     def root(self) -> Path:
@@ -141,9 +135,8 @@ class DatasetWriter:
         the dataset, to refuse appending episodes of another robot or camera set-up.
         """
         meta = load_meta(root)
-        _check_compatible(meta, expected)
-        writer = cls(meta, columns={}, histograms={})
-        writer._load_committed()
+        check_compatible(meta, expected)
+        writer = cls(meta, *committed_columns(meta))
         if repair_uncommitted(meta):
             write_stats(meta.root, writer.columns, writer.histograms)
         return writer
@@ -151,7 +144,7 @@ class DatasetWriter:
     def add_episode(self, episode: Episode) -> int:
         """Validate ``episode``, commit it, and return its episode_index."""
         meta = self.meta
-        episode = checked_episode(episode, meta.features, meta.fps, self._extra_schema())
+        episode = checked_episode(episode, meta.features, meta.fps, extra_schema(meta))
         tasks = meta.tasks if episode.task in meta.tasks else [*meta.tasks, episode.task]
         index = meta.total_episodes
         columns = frame_columns(episode, index, tasks.index(episode.task), meta.total_frames, meta.fps)
@@ -270,69 +263,3 @@ class DatasetWriter:
         path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
         write_parquet_atomic(path, episodes_table(same_file))
         return row
-
-    # -- state of the committed dataset ----------------------------------------------------------------
-
-    def _load_committed(self) -> None:
-        """Read the committed rows of every numeric feature and sum the committed pixel histograms."""
-        meta = self.meta
-        names = numeric_features(meta.features)
-        self.columns = {name: [] for name in names}
-        for path in meta.data_files():
-            table = read_parquet(path)
-            rows = column_numpy(table, "index", path) < meta.total_frames
-            for name in names:
-                self.columns[name].append(column_numpy(table, name, path)[rows])
-        found = sum(len(part) for part in self.columns.get("index", []))
-        if found != meta.total_frames:
-            raise DatasetError(
-                meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, data has {found}"
-            )
-        for key in meta.camera_keys:
-            column = HISTOGRAM_PREFIX + key
-            if meta.episodes and column not in meta.episodes[0]:
-                raise DatasetError(
-                    meta.root / "meta/episodes", f"missing column '{column}' (not written by vla)"
-                )
-            counts = [np.asarray(ep[column], dtype=np.int64) for ep in meta.episodes]
-            self.histograms[key] = np.sum(counts, axis=0) if counts else np.zeros((3, 256), np.int64)
-
-    def _extra_schema(self) -> dict[str, type] | None:
-        if not self.meta.episodes:
-            return None
-        row = self.meta.episodes[0]
-        return {k.removeprefix(EXTRA_PREFIX): type(v) for k, v in row.items() if _is_extra(k)}
-
-
-def _is_extra(column: str) -> bool:
-    return column.startswith(EXTRA_PREFIX) and not column.startswith(HISTOGRAM_PREFIX)
-
-
-def _check_compatible(meta: DatasetMeta, expected: dict) -> None:
-    features = meta.features
-    for key in (STATE, ACTION):
-        if key not in features:
-            raise DatasetError(meta.root / INFO_PATH, f"missing feature '{key}'")
-    actual = {
-        "fps": meta.fps,
-        "cameras": [camera_of(key) for key in video_keys(features)],
-        "state_names": features[STATE].get("names"),
-        "action_names": features[ACTION].get("names"),
-    }
-    keys = video_keys(features)
-    if keys:
-        actual["image_size"] = tuple(features[keys[0]]["shape"][:2])
-        actual["codec"] = ENCODERS.get(features[keys[0]]["info"]["video.codec"])
-    for name, value in expected.items():
-        if name not in actual and name not in ("image_size", "codec"):
-            raise TypeError(f"DatasetWriter.open() got an unexpected argument '{name}'")
-        if value is None:
-            continue
-        wanted = tuple(value) if isinstance(value, list | tuple) else value
-        have = tuple(actual.get(name) or ()) if isinstance(value, list | tuple) else actual.get(name)
-        if wanted != have:
-            raise DatasetError(meta.root / INFO_PATH, f"{name} is {have!r}, the caller expects {wanted!r}")
-    for key in keys:
-        codec = features[key].get("info", {}).get("video.codec")
-        if codec not in ENCODERS:
-            raise DatasetError(meta.root / INFO_PATH, f"video '{key}' codec {codec!r} cannot be appended to")

@@ -1,0 +1,97 @@
+"""What ``DatasetWriter`` must know of an existing dataset before appending to it.
+
+Whether it is the dataset the caller means (same robot, cameras, image size, codec), the committed rows of
+every numeric feature (dataset statistics are recomputed from all rows), the summed pixel histograms, and
+the extra episode columns that later episodes must repeat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX
+from vla.data.layout import ACTION, INDEX, INFO_PATH, STATE, DatasetError, camera_of, video_keys
+from vla.data.meta import DatasetMeta, read_parquet
+from vla.data.video import ENCODERS
+from vla.data.write_tables import column_numpy
+
+NON_NUMERIC_DTYPES = ("video", "image", "string")
+CHECKABLE = ("fps", "cameras", "image_size", "state_names", "action_names", "codec")
+
+
+def numeric_features(features: dict) -> list[str]:
+    """Features stored as data-parquet columns with statistics: state, action and the bookkeeping ints."""
+    return [key for key, spec in features.items() if spec["dtype"] not in NON_NUMERIC_DTYPES]
+
+
+def _setup(meta: DatasetMeta) -> dict:
+    features = meta.features
+    for key in (STATE, ACTION):
+        if key not in features:
+            raise DatasetError(meta.root / INFO_PATH, f"missing feature '{key}'")
+    keys = video_keys(features)
+    for key in keys:
+        codec = features[key].get("info", {}).get("video.codec")
+        if codec not in ENCODERS:
+            raise DatasetError(
+                meta.root / INFO_PATH, f"video '{key}' has codec {codec!r}; cannot append to it"
+            )
+    return {
+        "fps": meta.fps,
+        "cameras": tuple(camera_of(key) for key in keys),
+        "image_size": tuple(features[keys[0]]["shape"][:2]) if keys else None,
+        "state_names": tuple(features[STATE].get("names") or ()),
+        "action_names": tuple(features[ACTION].get("names") or ()),
+        "codec": ENCODERS[features[keys[0]]["info"]["video.codec"]] if keys else None,
+    }
+
+
+def check_compatible(meta: DatasetMeta, expected: dict) -> None:
+    """``expected`` {name in CHECKABLE: value or None} must match the dataset's set-up."""
+    actual = _setup(meta)
+    for name, value in expected.items():
+        if name not in CHECKABLE:
+            raise TypeError(f"unexpected argument '{name}', expected one of {CHECKABLE}")
+        wanted = tuple(value) if isinstance(value, list | tuple) else value
+        if value is not None and wanted != actual[name]:
+            raise DatasetError(
+                meta.root / INFO_PATH, f"{name} is {actual[name]!r}, the caller expects {wanted!r}"
+            )
+
+
+def committed_columns(meta: DatasetMeta) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """Committed rows per numeric feature (one array per data file) and summed (3, 256) pixel histograms."""
+    names = numeric_features(meta.features)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for path in meta.data_files():
+        table = read_parquet(path)
+        rows = column_numpy(table, INDEX, path) < meta.total_frames  # rows past it are uncommitted
+        for name in names:
+            columns[name].append(column_numpy(table, name, path)[rows])
+    found = sum(len(part) for part in columns[INDEX])
+    if found != meta.total_frames:
+        raise DatasetError(
+            meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, the data files hold {found}"
+        )
+    histograms = {}
+    for key in meta.camera_keys:
+        column = HISTOGRAM_PREFIX + key
+        if meta.episodes and column not in meta.episodes[0]:
+            raise DatasetError(
+                meta.root / "meta/episodes", f"missing column '{column}' (not written by vla-stack)"
+            )
+        counts = [np.asarray(ep[column], dtype=np.int64) for ep in meta.episodes]
+        histograms[key] = np.sum(counts, axis=0) if counts else np.zeros((3, 256), np.int64)
+    return columns, histograms
+
+
+def extra_schema(meta: DatasetMeta) -> dict[str, type] | None:
+    """{key: type} of the ``vla/<key>`` extra columns of the first episode; None without episodes."""
+    if not meta.episodes:
+        return None
+    row = meta.episodes[0]
+    return {
+        name.removeprefix(EXTRA_PREFIX): type(value)
+        for name, value in row.items()
+        if name.startswith(EXTRA_PREFIX) and not name.startswith(HISTOGRAM_PREFIX)
+    }
