@@ -22,6 +22,15 @@ class Policy(Protocol):
 
 
 @dataclass
+class StepRecord:
+    """What a demonstration keeps of an episode: each observation and the action taken from it."""
+
+    images: dict[str, np.ndarray]  # camera -> uint8 (T, H, W, 3)
+    state: np.ndarray  # float32 (T, S)
+    actions: np.ndarray  # float32 (T, 7)
+
+
+@dataclass
 class EpisodeResult:
     task: str
     seed: int
@@ -29,6 +38,27 @@ class EpisodeResult:
     success: bool
     length: int  # control steps taken
     frames: np.ndarray | None = None  # uint8 (length + 1, H, W, 3) from env.render(), first after reset
+    steps: StepRecord | None = None  # with record_steps=True
+
+
+class _StepRecorder:
+    def __init__(self):
+        self.images: dict[str, list[np.ndarray]] = {}
+        self.state: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+
+    def add(self, obs: dict, action: np.ndarray) -> None:
+        for camera, image in obs["images"].items():
+            self.images.setdefault(camera, []).append(image)
+        self.state.append(obs["state"])
+        self.actions.append(np.asarray(action, np.float32))
+
+    def result(self) -> StepRecord:
+        return StepRecord(
+            images={camera: np.stack(frames) for camera, frames in self.images.items()},
+            state=np.stack(self.state).astype(np.float32),
+            actions=np.stack(self.actions),
+        )
 
 
 def action_chunk(output) -> np.ndarray:
@@ -44,14 +74,23 @@ def action_chunk(output) -> np.ndarray:
     return actions
 
 
-def run_episode(env, policy: Policy, seed: int, record_video: bool = False) -> EpisodeResult:
-    """Reset ``env`` with ``seed`` and run ``policy`` until the episode terminates or is truncated."""
+def run_episode(
+    env, policy: Policy, seed: int, record_video: bool = False, record_steps: bool = False
+) -> EpisodeResult:
+    """Reset ``env`` with ``seed`` and run ``policy`` until the episode terminates or is truncated.
+
+    ``record_video`` keeps ``env.render()`` frames; ``record_steps`` keeps every observation with the
+    action taken from it (a demonstration).
+    """
     obs, info = env.reset(seed=seed)
     policy.reset()
     frames = [env.render()] if record_video else None
+    recorder = _StepRecorder() if record_steps else None
     steps, done = 0, False
     while not done:
         for action in action_chunk(policy.infer(obs)):
+            if recorder is not None:
+                recorder.add(obs, action)
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
             if record_video:
@@ -66,4 +105,5 @@ def run_episode(env, policy: Policy, seed: int, record_video: bool = False) -> E
         success=bool(info["success"]),
         length=steps,
         frames=np.stack(frames) if record_video else None,
+        steps=recorder.result() if recorder is not None else None,
     )

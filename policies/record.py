@@ -1,0 +1,222 @@
+"""``vla-record``: record demonstrations in simulation as a LeRobotDataset v3.0.
+
+    vla-record task=all episodes_per_task=50 out=data/demos workers=2
+    vla-record task=[PickUp,Stack] episodes_per_task=10 out=data/demos keep=all noise=0.05
+
+Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
+episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
+the next unused seed. Worker processes (spawned, never forked: forking after creating a renderer hangs)
+simulate, render and encode video; this process alone writes the dataset, one whole episode at a time, so
+killing it leaves a dataset holding exactly the episodes completed so far.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import sim
+from policies.recording import EpisodeJob, RecordedEpisode, record_episode
+from policies.sim_report import resolve_tasks
+from sim.contract import ACTION_NAMES, STATE_NAMES
+from vla.data.layout import INFO_PATH
+from vla.data.meta import load_meta
+from vla.data.writer import DatasetWriter, Episode
+
+KEEP = ("success", "all")
+ROBOT_TYPE = "vla_panda_sim"
+STAGING = ".vla_staging"  # encoded episodes waiting to be committed; removed when recording ends
+# A task whose policy keeps failing would otherwise loop forever under keep=success.
+MAX_ATTEMPTS_FACTOR = 4
+
+
+@dataclass
+class RecordConfig:
+    task: Any = "all"  # "all", a task name, or a list of names
+    episodes_per_task: int = 10
+    out: str = "data/demos"
+    keep: str = "success"  # "success": drop failed episodes; "all": keep every episode
+    workers: int = 1
+    seed: int = 0  # a task's k-th attempt uses seed + k
+    policy: str = "expert"
+    noise: float = 0.0  # expert action noise (std, action units), seeded per episode
+    image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W)
+    cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))
+    codec: str = "libx264"
+
+    def __post_init__(self):
+        self.task = resolve_tasks(self.task)
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.policy != "expert":
+            raise ValueError(
+                f"policy must be 'expert' (learned policies come with vla-eval), got {self.policy!r}"
+            )
+        if not self.cameras:
+            raise ValueError("cameras must name at least one camera")
+        sim.EnvConfig(image_size=tuple(self.image_size), cameras=tuple(self.cameras))  # validates both
+
+
+ConfigStore.instance().store(name="record_schema", node=RecordConfig)
+
+
+def _open_writer(config: RecordConfig) -> DatasetWriter:
+    root = Path(config.out)
+    if (root / INFO_PATH).exists():
+        return DatasetWriter.open(root)
+    return DatasetWriter.create(
+        root,
+        fps=sim.EnvConfig().control_hz,
+        cameras=config.cameras,
+        image_size=tuple(config.image_size),
+        state_names=STATE_NAMES,
+        action_names=ACTION_NAMES,
+        robot_type=ROBOT_TYPE,
+        codec=config.codec,
+    )
+
+
+def _progress_so_far(root: Path, tasks: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per task: episodes already in the dataset, and the next unused seed offset."""
+    kept = dict.fromkeys(tasks, 0)
+    next_attempt = dict.fromkeys(tasks, 0)
+    if not (root / INFO_PATH).exists():
+        return kept, next_attempt
+    for row in load_meta(root).episodes:
+        task = row.get("vla/sim_task")
+        if task in kept:
+            kept[task] += 1
+            next_attempt[task] = max(next_attempt[task], int(row["vla/attempt"]) + 1)
+    return kept, next_attempt
+
+
+def _jobs(
+    config: RecordConfig, needed: dict[str, int], next_attempt: dict[str, int], added: dict[str, int]
+) -> Iterator[EpisodeJob]:
+    """Attempts in round-robin over the tasks still short of episodes (``added`` is updated by the
+    caller as episodes are committed), each task's seeds in order, up to an attempt budget."""
+    attempts = dict(next_attempt)
+    budget = {task: next_attempt[task] + MAX_ATTEMPTS_FACTOR * n + 10 for task, n in needed.items()}
+
+    def open_tasks() -> list[str]:
+        return [t for t in needed if added[t] < needed[t] and attempts[t] < budget[t]]
+
+    while open_tasks():
+        for task in open_tasks():
+            yield EpisodeJob(task, attempts[task], config.seed + attempts[task])
+            attempts[task] += 1
+
+
+def _commit(writer: DatasetWriter, recorded: RecordedEpisode) -> None:
+    writer.add_episode(
+        Episode(
+            task=recorded.instruction,
+            state=recorded.state,
+            action=recorded.actions,
+            videos=recorded.videos,
+            extra={
+                "sim_task": recorded.job.task,
+                "attempt": recorded.job.attempt,
+                "seed": recorded.job.seed,
+                "success": int(recorded.success),
+            },
+        )
+    )
+
+
+def record(config: RecordConfig) -> dict[str, int]:
+    """Top every task up to ``episodes_per_task`` kept episodes; return the episodes added per task."""
+    root = Path(config.out)
+    kept, next_attempt = _progress_so_far(root, config.task)
+    needed = {task: config.episodes_per_task - kept[task] for task in config.task}
+    needed = {task: n for task, n in needed.items() if n > 0}
+    added = dict.fromkeys(config.task, 0)
+    if not needed:
+        return added
+    writer = _open_writer(config)
+    staging = root / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run were never committed
+    staging.mkdir(parents=True)
+    settings = _episode_settings(config, staging)
+    jobs = _jobs(config, needed, next_attempt, added)
+    with tqdm(total=sum(needed.values()), unit="episode", desc="recording") as progress:
+        finished = lambda: all(added[t] >= n for t, n in needed.items())  # noqa: E731
+        for recorded in _run_jobs(jobs, settings, config.workers, finished):
+            task = recorded.job.task
+            if added[task] < needed[task] and (recorded.success or config.keep == "all"):
+                _commit(writer, recorded)
+                added[task] += 1
+                progress.update(1)
+            recorded.discard()
+    shutil.rmtree(staging, ignore_errors=True)
+    short = {t: needed[t] - added[t] for t in needed if added[t] < needed[t]}
+    if short:
+        raise RuntimeError(f"the policy failed too often; episodes still missing per task: {short}")
+    return added
+
+
+def _episode_settings(config: RecordConfig, staging: Path) -> dict:
+    return {
+        "image_size": tuple(config.image_size),
+        "cameras": tuple(config.cameras),
+        "noise": config.noise,
+        "codec": config.codec,
+        "staging": str(staging),
+    }
+
+
+def _run_jobs(jobs: Iterator[EpisodeJob], settings: dict, workers: int, done) -> Iterator[RecordedEpisode]:
+    """Record jobs in this process (workers=1) or in spawned worker processes, yielding as they finish."""
+    if workers == 1:
+        for job in jobs:
+            yield record_episode(job, settings)
+            if done():
+                return
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: set[Future] = set()
+        while True:
+            while len(pending) < 2 * workers and not done():
+                job = next(jobs, None)
+                if job is None:
+                    break
+                pending.add(pool.submit(record_episode, job, settings))
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: f.result().job.attempt):
+                yield future.result()
+            if done():
+                for future in pending:
+                    future.cancel()
+                for future in pending:
+                    if not future.cancelled():
+                        future.result().discard()
+                return
+
+
+@hydra.main(config_path="pkg://configs", config_name="record", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    config = OmegaConf.to_object(cfg)
+    added = record(config)
+    meta = load_meta(Path(config.out))
+    print(f"added {sum(added.values())} episodes {added}; {config.out} holds {meta.total_episodes} episodes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The worker side of ``vla-record``: simulate one episode, render it and encode its videos.
+
+Runs in spawned worker processes (or in the recording process itself with one worker). Environments are
+built once per process and task, since compiling a scene and creating a renderer cost more than an episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import sim
+from policies.rollout import run_episode
+from vla.data.video import EncodedVideo, encode_video
+
+_ENVS: dict[tuple, object] = {}  # per process: (task, image_size, cameras) -> env
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    task: str
+    attempt: int  # the task's k-th attempt; seed = base seed + attempt
+    seed: int
+
+
+@dataclass
+class RecordedEpisode:
+    job: EpisodeJob
+    instruction: str
+    success: bool
+    state: np.ndarray  # float32 (T, S)
+    actions: np.ndarray  # float32 (T, 7)
+    videos: dict[str, EncodedVideo]  # camera -> an encoded mp4 of its T frames, in the staging folder
+
+    def discard(self) -> None:
+        """Remove the staged videos (after they were committed, or of an episode that is not kept)."""
+        for video in self.videos.values():
+            Path(video.path).unlink(missing_ok=True)
+
+
+def _env(task: str, settings: dict):
+    key = (task, settings["image_size"], settings["cameras"])
+    if key not in _ENVS:
+        _ENVS[key] = sim.make(task, image_size=settings["image_size"], cameras=settings["cameras"])
+    return _ENVS[key]
+
+
+def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
+    """Run the scripted expert for ``job`` and encode each camera's frames into the staging folder."""
+    env = _env(job.task, settings)
+    fps = env.unwrapped.config.control_hz
+    # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
+    expert = sim.make_expert(env, noise=settings["noise"], seed=job.seed)
+    result = run_episode(env, expert, job.seed, record_steps=True)
+    steps = result.steps
+    videos = {}
+    for camera, frames in steps.images.items():
+        path = Path(settings["staging"]) / f"{job.task}-{job.attempt}-{camera}.mp4"
+        videos[camera] = encode_video(frames, path, fps, codec=settings["codec"])
+    return RecordedEpisode(job, result.instruction, result.success, steps.state, steps.actions, videos)
