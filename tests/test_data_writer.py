@@ -23,7 +23,7 @@ from vla.data.layout import (
     DatasetError,
 )
 from vla.data.meta import load_meta
-from vla.data.stats import feature_stats, image_stats_from_histogram, pixel_histogram
+from vla.data.stats import RunningStats, feature_stats, image_stats_from_histogram, pixel_histogram
 from vla.data.video import (
     append_video,
     decode_frames,
@@ -227,6 +227,24 @@ def test_episode_stats_columns(make_dataset):
         np.testing.assert_allclose(row[f"stats/{STATE}/{name}"], value, rtol=1e-6)
     assert np.asarray(row["stats/observation.images.wrist/mean"]).shape == (3, 1, 1)
     assert row["stats/observation.images.wrist/count"] == [7]
+
+
+def test_running_stats_equal_numpy_on_the_union():
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 4)).astype(np.float32) for n in (1, 6, 13, 2)]
+    parts.append(np.round(rng.normal(size=(9, 4)), 1).astype(np.float32))  # ties across episodes
+    running = RunningStats.of(parts[0])
+    for part in parts[1:]:
+        running = running.merged(RunningStats.of(part))
+    union = np.concatenate(parts).astype(np.float64)
+    stats = running.stats()
+    for name, q in QUANTILES.items():
+        np.testing.assert_allclose(stats[name], np.quantile(union, q, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats["mean"], union.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stats["std"], union.std(0), rtol=1e-6)
+    np.testing.assert_array_equal(stats["min"], union.min(0).astype(np.float32))
+    np.testing.assert_array_equal(stats["max"], union.max(0).astype(np.float32))
+    assert stats["count"].tolist() == [31]
 
 
 def test_nan_in_stats_input_names_the_feature_and_row():

@@ -1,7 +1,7 @@
 """What ``DatasetWriter`` must know of an existing dataset before appending to it.
 
-Whether it is the dataset the caller means (same robot, cameras, image size, codec), the committed rows of
-every numeric feature (dataset statistics are recomputed from all rows), the summed pixel histograms, and
+Whether it is the dataset the caller means (same robot, cameras, image size, codec), exact statistics of the
+committed rows of every numeric feature, the summed pixel histograms, and
 the extra episode columns that later episodes must repeat.
 """
 
@@ -12,6 +12,7 @@ import numpy as np
 from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX
 from vla.data.layout import ACTION, INDEX, INFO_PATH, STATE, DatasetError, camera_of, video_keys
 from vla.data.meta import DatasetMeta, read_parquet
+from vla.data.stats import RunningStats
 from vla.data.video import ENCODERS
 from vla.data.write_tables import column_numpy
 
@@ -59,20 +60,25 @@ def check_compatible(meta: DatasetMeta, expected: dict) -> None:
             )
 
 
-def committed_columns(meta: DatasetMeta) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
-    """Committed rows per numeric feature (one array per data file) and summed (3, 256) pixel histograms."""
+def committed_stats(meta: DatasetMeta) -> tuple[dict[str, RunningStats], dict[str, np.ndarray]]:
+    """Statistics of the committed rows of each numeric feature, and summed (3, 256) pixel histograms."""
     names = numeric_features(meta.features)
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for path in meta.data_files():
         table = read_parquet(path)
         rows = column_numpy(table, INDEX, path) < meta.total_frames  # rows past it are uncommitted
         for name in names:
-            columns[name].append(column_numpy(table, name, path)[rows])
-    found = sum(len(part) for part in columns[INDEX])
+            parts[name].append(column_numpy(table, name, path)[rows])
+    found = sum(len(part) for part in parts[INDEX])
     if found != meta.total_frames:
         raise DatasetError(
             meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, the data files hold {found}"
         )
+    empty = {name: np.zeros((0, max(meta.features[name]["shape"][0], 1))) for name in names}
+    running = {
+        name: RunningStats.of(np.concatenate(parts[name]) if parts[name] else empty[name], name)
+        for name in names
+    }
     histograms = {}
     for key in meta.camera_keys:
         column = HISTOGRAM_PREFIX + key
@@ -82,7 +88,7 @@ def committed_columns(meta: DatasetMeta) -> tuple[dict[str, list[np.ndarray]], d
             )
         counts = [np.asarray(ep[column], dtype=np.int64) for ep in meta.episodes]
         histograms[key] = np.sum(counts, axis=0) if counts else np.zeros((3, 256), np.int64)
-    return columns, histograms
+    return running, histograms
 
 
 def extra_schema(meta: DatasetMeta) -> dict[str, type] | None:

@@ -1,8 +1,9 @@
 """Feature statistics for stats.json and the per-episode ``stats/<feature>/<stat>`` columns.
 
-Every statistic is exact over the rows it describes. Dataset statistics are recomputed from all rows of all
-episodes (quantiles of a union are not the average of per-episode quantiles), and image statistics come from
-exact per-channel pixel-value histograms, which add up across episodes without loss.
+Every statistic is exact over the rows it describes. Dataset statistics are those of all rows of all
+episodes (quantiles of a union are not the average of per-episode quantiles): ``RunningStats`` keeps every
+column's values sorted so that adding an episode stays cheap. Image statistics come from exact per-channel
+pixel-value histograms, which add up across episodes without loss.
 
 Quantiles follow numpy's default (linear interpolation between order statistics). Image statistics are on the
 0-1 scale with shape (3, 1, 1), as LeRobot stores them; ``count`` is a (1,) int64 array: rows for vectors,
@@ -10,6 +11,8 @@ frames for images.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,26 +33,79 @@ def check_finite(values: np.ndarray, feature: str, unit: str = "row") -> None:
         raise ValueError(f"feature '{feature}' has a non-finite value ({values[(row, *column)]}) at {where}")
 
 
-def feature_stats(values: np.ndarray, feature: str = "values") -> dict[str, np.ndarray]:
-    """Statistics of ``values`` (N, D) over all N rows: each (D,) float32, count (1,) int64."""
+def _rows(values, feature: str) -> np.ndarray:
     values = np.asarray(values)
     if values.ndim == 1:
         values = values[:, None]
-    if values.ndim != 2 or values.shape[0] == 0:
-        raise ValueError(f"feature '{feature}': expected (N, D) values with N > 0, got shape {values.shape}")
+    if values.ndim != 2:
+        raise ValueError(f"feature '{feature}': expected (N, D) values, got shape {values.shape}")
     check_finite(values, feature)
-    wide = values.astype(np.float64)
-    stats = {
-        "min": wide.min(axis=0),
-        "max": wide.max(axis=0),
-        "mean": wide.mean(axis=0),
-        "std": wide.std(axis=0),
-    }
-    levels = np.quantile(wide, list(QUANTILES.values()), axis=0)  # (Q, D)
-    stats.update(dict(zip(QUANTILES, levels, strict=True)))
-    out = {name: value.astype(np.float32) for name, value in stats.items()}
-    out["count"] = np.array([values.shape[0]], dtype=np.int64)
-    return out
+    return values
+
+
+@dataclass(frozen=True)
+class RunningStats:
+    """Exact statistics of all rows so far, extended episode by episode without revisiting old rows' maths.
+
+    Quantiles, min and max come from each column's sorted values (merging an episode in is one O(N) copy,
+    against O(N log N) for a fresh quantile); mean and std from Chan et al.'s pairwise update, which equals
+    the two-pass result up to float64 rounding.
+    """
+
+    sorted: np.ndarray  # (D, N): each feature dimension's values in ascending order, in the input dtype
+    mean: np.ndarray  # (D,) float64
+    m2: np.ndarray  # (D,) float64: sum of squared deviations from the mean
+
+    @property
+    def count(self) -> int:
+        return self.sorted.shape[1]
+
+    @classmethod
+    def of(cls, values, feature: str = "values") -> RunningStats:
+        """Statistics of ``values`` (N, D) (or (N,)); NaN or inf is a ValueError naming feature and row."""
+        values = _rows(values, feature)
+        wide = values.astype(np.float64)
+        mean = wide.mean(axis=0) if len(wide) else np.zeros(wide.shape[1])
+        return cls(np.sort(values.T, axis=1), mean, ((wide - mean) ** 2).sum(axis=0))
+
+    def merged(self, other: RunningStats) -> RunningStats:
+        """Statistics of the rows of ``self`` and ``other`` together (neither is changed)."""
+        n, m = self.count, other.count
+        if n == 0 or m == 0:
+            return other if n == 0 else self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (m / (n + m))
+        m2 = self.m2 + other.m2 + delta**2 * (n * m / (n + m))
+        merged = np.stack(
+            [
+                np.insert(a, np.searchsorted(a, b, side="right"), b)
+                for a, b in zip(self.sorted, other.sorted, strict=True)
+            ]
+        )
+        return RunningStats(merged, mean, m2)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """min, max, mean, std, q01..q99 (each (D,) float32) and count ((1,) int64)."""
+        n = self.count
+        if n == 0:
+            raise ValueError("no rows: statistics of an empty feature are undefined")
+        ordered = self.sorted.astype(np.float64)
+        out = {"min": ordered[:, 0], "max": ordered[:, -1], "mean": self.mean, "std": np.sqrt(self.m2 / n)}
+        for name, q in QUANTILES.items():
+            # numpy's default "linear" quantile: interpolate between the order statistics around q (n - 1).
+            position = q * (n - 1)
+            below = int(np.floor(position))
+            above = min(below + 1, n - 1)
+            low, high = ordered[:, below], ordered[:, above]
+            out[name] = low + (high - low) * (position - below)
+        stats = {name: value.astype(np.float32) for name, value in out.items()}
+        stats["count"] = np.array([n], dtype=np.int64)
+        return stats
+
+
+def feature_stats(values, feature: str = "values") -> dict[str, np.ndarray]:
+    """Statistics of ``values`` (N, D) over all N > 0 rows: each (D,) float32, count (1,) int64."""
+    return RunningStats.of(values, feature).stats()
 
 
 def _histogram_quantile(hist: np.ndarray, q: float) -> float:
@@ -89,10 +145,10 @@ def image_stats_from_histogram(hist: np.ndarray, count_frames: int) -> dict[str,
 
 
 def dataset_stats(
-    columns: dict[str, np.ndarray], histograms: dict[str, np.ndarray], frames: int
+    columns: dict[str, RunningStats], histograms: dict[str, np.ndarray], frames: int
 ) -> dict[str, dict[str, np.ndarray]]:
-    """stats.json content: ``columns`` {feature: (N, D) all rows}, ``histograms`` {video key: summed (3, 256)}."""
-    stats = {feature: feature_stats(values, feature) for feature, values in columns.items()}
+    """stats.json content: ``columns`` {feature: stats of all rows}, ``histograms`` {video key: summed (3, 256)}."""
+    stats = {feature: running.stats() for feature, running in columns.items()}
     for key, hist in histograms.items():
         stats[key] = image_stats_from_histogram(hist, frames)
     return stats

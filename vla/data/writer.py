@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from vla.data.atomic import write_json_atomic, write_parquet_atomic
-from vla.data.committed import check_compatible, committed_columns, extra_schema
+from vla.data.committed import check_compatible, committed_stats, extra_schema
 from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX, Episode, checked_episode, frame_columns
 from vla.data.layout import (
     CHUNKS_SIZE,
@@ -44,14 +44,13 @@ from vla.data.layout import (
 )
 from vla.data.meta import DatasetMeta, load_meta, read_parquet, video_episode_column
 from vla.data.repair import repair_uncommitted
-from vla.data.stats import dataset_stats, feature_stats, image_stats_from_histogram, stats_to_json
+from vla.data.stats import RunningStats, dataset_stats, image_stats_from_histogram, stats_to_json
 from vla.data.video import CODEC_NAMES, ENCODERS, append_video, check_appendable
 from vla.data.write_tables import episodes_table, frames_table, tasks_table
 
 __all__ = ["DatasetWriter", "Episode"]
 
 MB = 1024**2
-NON_NUMERIC_DTYPES = ("video", "image", "string")
 
 
 def next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
@@ -60,14 +59,11 @@ def next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int,
     return chunk_index, file_index + 1
 
 
-def write_stats(root: Path, columns: dict[str, list[np.ndarray]], histograms: dict[str, np.ndarray]) -> None:
-    """stats.json of the dataset whose rows are ``columns`` (per feature, one array per episode)."""
-    merged = {name: np.concatenate(parts) for name, parts in columns.items() if parts}
-    if not merged:
-        write_json_atomic(root / STATS_PATH, {})
-        return
-    frames = len(next(iter(merged.values())))
-    write_json_atomic(root / STATS_PATH, stats_to_json(dataset_stats(merged, histograms, frames)))
+def write_stats(root: Path, running: dict[str, RunningStats], histograms: dict[str, np.ndarray]) -> None:
+    """stats.json of the dataset whose rows have the statistics ``running`` and pixel counts ``histograms``."""
+    frames = min((stats.count for stats in running.values()), default=0)
+    stats = stats_to_json(dataset_stats(running, histograms, frames)) if frames else {}
+    write_json_atomic(root / STATS_PATH, stats)
 
 
 @dataclass
@@ -75,7 +71,7 @@ class DatasetWriter:
     """Appends episodes to the dataset at ``root``; build it with ``create`` or ``open``."""
 
     meta: DatasetMeta  # the committed dataset (its stats field is not kept up to date; stats.json is)
-    columns: dict[str, list[np.ndarray]]  # numeric feature -> its rows, one array per committed episode
+    running: dict[str, RunningStats]  # numeric feature -> exact statistics of its committed rows
     histograms: dict[str, np.ndarray]  # video key -> summed (3, 256) pixel counts of committed episodes
 
     @property
@@ -136,9 +132,9 @@ class DatasetWriter:
         """
         meta = load_meta(root)
         check_compatible(meta, expected)
-        writer = cls(meta, *committed_columns(meta))
+        writer = cls(meta, *committed_stats(meta))
         if repair_uncommitted(meta):
-            write_stats(meta.root, writer.columns, writer.histograms)
+            write_stats(meta.root, writer.running, writer.histograms)
         return writer
 
     def add_episode(self, episode: Episode) -> int:
@@ -155,7 +151,7 @@ class DatasetWriter:
             row = self._commit(episode, columns, tasks, video_places)
         except BaseException:
             repair_uncommitted(self.meta)  # back to the committed dataset on disk
-            write_stats(self.root, self.columns, self.histograms)
+            write_stats(self.root, self.running, self.histograms)
             raise
         return row["episode_index"]
 
@@ -168,14 +164,15 @@ class DatasetWriter:
         for key, place in video_places.items():
             row.update(self._write_video(key, place, episode))
         episodes = [*meta.episodes, row]
-        row.update(self._write_episode_row(episodes, columns, episode))
+        episode_stats = {name: RunningStats.of(values, name) for name, values in columns.items()}
+        row.update(self._write_episode_row(episodes, episode_stats, episode))
         if tasks != meta.tasks:
             write_parquet_atomic(self.root / TASKS_PATH, tasks_table(tasks))
-        all_columns = {name: [*parts, columns[name]] for name, parts in self.columns.items()}
+        running = {name: stats.merged(episode_stats[name]) for name, stats in self.running.items()}
         histograms = {
             key: self.histograms[key] + episode.videos[camera_of(key)].histogram for key in meta.camera_keys
         }
-        write_stats(self.root, all_columns, histograms)
+        write_stats(self.root, running, histograms)
         info = dict(meta.info)
         info.update(
             total_episodes=len(episodes),
@@ -185,7 +182,7 @@ class DatasetWriter:
         )
         write_json_atomic(self.root / INFO_PATH, info)  # the commit point
         self.meta = DatasetMeta(self.root, info, {}, tasks, episodes)
-        self.columns, self.histograms = all_columns, histograms
+        self.running, self.histograms = running, histograms
         return row
 
     def _write_data(self, columns: dict[str, np.ndarray]) -> dict:
@@ -236,10 +233,10 @@ class DatasetWriter:
             video_episode_column(key, "to_timestamp"): start + video.num_frames / self.meta.fps,
         }
 
-    def _write_episode_row(self, episodes: list[dict], columns: dict, episode: Episode) -> dict:
+    def _write_episode_row(self, episodes: list[dict], episode_stats: dict, episode: Episode) -> dict:
         """Finish the new (last) row of ``episodes`` and write its meta/episodes file."""
         row = episodes[-1]
-        stats = {name: feature_stats(values, name) for name, values in columns.items()}
+        stats = {name: running.stats() for name, running in episode_stats.items()}
         for key in self.meta.camera_keys:
             video = episode.videos[camera_of(key)]
             stats[key] = image_stats_from_histogram(video.histogram, video.num_frames)
