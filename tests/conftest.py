@@ -78,11 +78,12 @@ def synthetic_episode(
     staging: Path,
     seed: int,
     task: str | None = None,
+    codec: str = "libx264",
 ) -> Episode:
     videos = {}
     for camera_index, camera in enumerate(cameras):
         frames = np.stack([frame_pattern(episode, t, camera_index, image_size) for t in range(length)])
-        videos[camera] = encode_video(frames, staging / f"episode{episode}-{camera}.mp4", fps)
+        videos[camera] = encode_video(frames, staging / f"episode{episode}-{camera}.mp4", fps, codec=codec)
     return Episode(
         task=TASKS[episode % 2] if task is None else task,
         state=state_values(episode, length, state_dim),
@@ -128,7 +129,16 @@ def make_dataset(tmp_path_factory):
         for episode, length in enumerate(episode_lengths(episodes, lengths, seed)):
             writer.add_episode(
                 synthetic_episode(
-                    episode, length, cameras, image_size, state_dim, action_dim, fps, staging, seed
+                    episode,
+                    length,
+                    cameras,
+                    image_size,
+                    state_dim,
+                    action_dim,
+                    fps,
+                    staging,
+                    seed,
+                    codec=writer.codec,
                 )
             )
         return root

@@ -112,6 +112,17 @@ def test_decoded_frames_are_the_right_ones_within_tolerance(make_dataset):
                 assert error < FRAME_MEAN_ABS_TOLERANCE, (episode["episode_index"], key, frame, error)
 
 
+def test_av1_dataset_round_trip(make_dataset):
+    meta = load_meta(make_dataset(lengths=[4, 7, 3], cameras=("agentview",), codec="libsvtav1"))
+    assert meta.features["observation.images.agentview"]["info"]["video.codec"] == "av1"
+    for episode in meta.episodes:
+        frames = decode_episode(meta, episode, "observation.images.agentview")
+        index = episode["episode_index"]
+        assert [read_pattern(image) for image in frames] == [(index, t, 0) for t in range(len(frames))]
+        original = np.stack([frame_pattern(index, t, 0, (32, 32)) for t in range(len(frames))])
+        assert np.abs(frames.astype(int) - original).mean() < FRAME_MEAN_ABS_TOLERANCE
+
+
 def test_smooth_video_round_trip_error(tmp_path):
     y, x = np.mgrid[0:64, 0:64]
     frames = np.stack([np.stack([x * 4, y * 4, np.full_like(x, 10 * t)], -1) for t in range(12)]).astype(
