@@ -6,15 +6,18 @@ Runs in a scratch venv that has lerobot installed (never the project venv); see 
     HF_HUB_OFFLINE=1 /tmp/lerobot-venv/bin/python scripts/check_lerobot_compat.py /tmp/ours [DIR ...]
 
 For each DIR it first builds a REFERENCE dataset with LeRobot's own writer (same cameras, image size,
-state/action widths, fps and codec as DIR) and loads it as a sanity check, then:
+state/action widths, fps and codec as DIR) and runs the same checks on it (a sanity check of the checks, and
+of our reader on LeRobot's files), then on DIR:
 
 - loads DIR with ``LeRobotDataset(repo_id="local/x", root=DIR)``; num_episodes/num_frames match info.json;
 - for every frame (``--stride`` to sample), LeRobot's observation.state, action, timestamp, episode_index,
   frame_index, index, task_index and task equal the data parquet read directly with pyarrow;
 - LeRobot decodes every sampled video frame (its 1e-4 s timestamp tolerance included) and the image equals
   our own decoding (``vla.data.video.decode_frames``) within ``--pixel-tol`` grey levels;
-- delta_timestamps (action chunks, image history) and an episode subset load, with padding at the ends;
-- ``meta.stats`` has all 10 stat names for every feature, with the shapes LeRobot writes;
+- with delta_timestamps (4 actions ahead, 1 frame of state/image history) LeRobot's items equal our reader's
+  (``VLADataset(chunk_size=4, history=1)``) at both ends of every episode, padding masks included; an
+  episode subset (``episodes=[last]``) loads;
+- ``meta.stats`` has all 10 stat names for every feature, LeRobot's shapes, images on the 0-1 scale;
 - a schema diff against the reference: info.json keys and feature specs, data/episodes/tasks parquet
   columns and arrow types, stats.json features. Every difference is printed (DIFF); they fail the run only
   with ``--strict``. Any FAIL makes the exit status 1.
@@ -300,23 +303,28 @@ def check_deltas(root: Path, info: dict, report: Report, backend: str, pixel_tol
 
 
 def check_stats(ds, info: dict, report: Report) -> None:
+    """LeRobot's meta.stats: all 10 stats per feature, LeRobot's shapes, images on the 0-1 scale."""
     stats = ds.meta.stats or {}
     for key, spec in info["features"].items():
         if key not in stats:
-            (report.diff if key in BOOKKEEPING else report.check)(f"stats.json {key}", "missing", "present")
+            if key in BOOKKEEPING:  # LeRobot writes them; no loader or normalizer reads them
+                report.diff(f"stats.json {key}", "<missing>", "present")
+            else:
+                report.check(False, f"stats {key}", "missing from meta/stats.json")
             continue
-        missing = [s for s in STAT_NAMES if s not in stats[key]]
-        shape = (3, 1, 1) if spec["dtype"] in ("video", "image") else tuple(spec["shape"])
-        bad = [
-            f"{s} {np.shape(v)}"
+        problems = [f"{s} missing" for s in STAT_NAMES if s not in stats[key]]
+        image = spec["dtype"] in ("video", "image")
+        shape = (3, 1, 1) if image else tuple(spec["shape"])
+        problems += [
+            f"{s} shape {np.shape(v)}"
             for s, v in stats[key].items()
             if s in STAT_NAMES and np.shape(v) != ((1,) if s == "count" else shape)
         ]
-        report.check(
-            not missing and not bad,
-            f"stats {key}",
-            f"missing {missing} wrong shape {bad}" * bool(missing or bad),
-        )
+        if image and not all(
+            0 <= np.min(stats[key][s]) <= np.max(stats[key][s]) <= 1 for s in ("min", "max")
+        ):
+            problems.append("image min/max outside the 0-1 scale")
+        report.check(not problems, f"stats {key}", "; ".join(problems))
 
 
 def guarded(report: Report, name: str, check, *args) -> None:
