@@ -51,11 +51,13 @@ class FrameTable:
 def _column(table: pa.Table, name: str, width: int, path: Path) -> np.ndarray:
     """A parquet column as (N,) or, when ``width`` > 1, (N, width) numpy; list columns are flattened."""
     column = table.column(name).combine_chunks()
-    values = (
-        column.flatten()
-        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)
-        else column
-    )
+    values = column
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        if column.null_count == 0 and (np.asarray(column.value_lengths()) != width).any():
+            raise DatasetError(path, f"column '{name}' has rows whose length is not {width} (info.json)")
+        values = column.flatten()
+    elif pa.types.is_fixed_size_list(column.type):
+        values = column.flatten()
     if column.null_count or values.null_count:
         raise DatasetError(path, f"column '{name}' has null values")
     array = values.to_numpy(zero_copy_only=False)
