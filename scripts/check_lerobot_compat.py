@@ -26,8 +26,6 @@ of our reader on LeRobot's files), then on DIR:
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib.util
 import os
 import shutil
 import sys
@@ -42,43 +40,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from lerobot_reference import BOOKKEEPING, allow_torchvision_without_c_ops, build_reference
 from lerobot_schema_diff import diff_schema, read_episodes, read_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # vla.data: our decoder and reader
 
 STAT_NAMES = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
-BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
-ENCODERS = {"h264": "h264", "av1": "libsvtav1"}  # info.json video.codec -> LeRobot vcodec argument
-
-
-def allow_torchvision_without_c_ops() -> None:
-    """Let ``import torchvision`` succeed when its C++ ops cannot load.
-
-    PyPI's torchvision wheels are CUDA builds; beside a CPU-only torch their ``_C.so`` cannot load, and
-    torchvision's import then dies registering fake kernels for ``torchvision::nms``/``qnms``. LeRobot imports
-    torchvision only for ``transforms`` (and the old pyav VideoReader path); loading a video dataset with the
-    torchcodec backend never calls a torchvision C++ op. Declaring the two op schemas lets the Python part
-    import; calling the ops would still fail loudly. Does nothing when ``_C.so`` loads.
-    """
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    libraries = sorted(folder.glob("_C*.so"))
-    try:
-        if libraries:
-            torch.ops.load_library(str(libraries[0]))
-            return
-    except OSError:
-        pass
-    print(
-        "NOTE torchvision C++ ops unavailable (CUDA wheel beside CPU torch); declaring nms/qnms schemas only"
-    )
-    library = torch.library.Library("torchvision", "FRAGMENT")
-    for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    allow_torchvision_without_c_ops.library = library  # keep the registration alive
 
 
 class Report:
@@ -121,36 +89,6 @@ def read_tasks(root: Path) -> dict[int, str]:
     table = pq.read_table(root / "meta/tasks.parquet")
     name = "__index_level_0__" if "__index_level_0__" in table.column_names else "task"
     return dict(zip(table.column("task_index").to_pylist(), table.column(name).to_pylist(), strict=True))
-
-
-def build_reference(ours: Path, info: dict, out: Path) -> Path:
-    """A 3-episode dataset written by LeRobot itself with the cameras, widths, fps and codec of ``ours``."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    features = {  # LeRobot's validate_frame compares shapes as tuples
-        key: {"dtype": spec["dtype"], "shape": tuple(spec["shape"]), "names": copy.deepcopy(spec["names"])}
-        for key, spec in info["features"].items()
-        if key not in BOOKKEEPING
-    }
-    codecs = {spec["info"]["video.codec"] for spec in info["features"].values() if spec["dtype"] == "video"}
-    vcodec = ENCODERS.get(next(iter(codecs), "av1"), "libsvtav1")
-    ds = LeRobotDataset.create(
-        repo_id="local/ref", root=out, fps=int(info["fps"]), features=features, vcodec=vcodec
-    )
-    rng = np.random.default_rng(0)
-    for episode, length in enumerate((6, 5, 4)):
-        for _ in range(length):
-            frame = {"task": f"reference task {episode % 2}"}
-            for key, spec in features.items():
-                if spec["dtype"] == "video":
-                    frame[key] = rng.integers(0, 256, spec["shape"], dtype=np.uint8)
-                else:
-                    frame[key] = rng.standard_normal(spec["shape"]).astype(spec["dtype"])
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
-    print(f"NOTE reference dataset built by LeRobot's writer in {out} (vcodec {vcodec})")
-    return out
 
 
 def open_lerobot(root: Path, report: Report, backend: str, **kwargs):
@@ -386,6 +324,7 @@ def main() -> int:
             check_dir(root.resolve(), args, report, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
     print("RESULT", "FAIL" if report.failed else "PASS")
     return int(report.failed)
 
