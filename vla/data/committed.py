@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX
-from vla.data.layout import ACTION, INDEX, INFO_PATH, STATE, DatasetError, camera_of, video_keys
+from vla.data.layout import (
+    ACTION,
+    EPISODE_INDEX,
+    INDEX,
+    INFO_PATH,
+    STATE,
+    DatasetError,
+    camera_of,
+    video_keys,
+)
 from vla.data.meta import DatasetMeta, read_parquet
 from vla.data.stats import RunningStats
 from vla.data.video import ENCODERS
@@ -79,16 +88,22 @@ def committed_stats(meta: DatasetMeta) -> tuple[dict[str, RunningStats], dict[st
         name: RunningStats.of(np.concatenate(parts[name]) if parts[name] else empty[name], name)
         for name in names
     }
-    histograms = {}
-    for key in meta.camera_keys:
-        column = HISTOGRAM_PREFIX + key
-        if meta.episodes and column not in meta.episodes[0]:
-            raise DatasetError(
-                meta.root / "meta/episodes", f"missing column '{column}' (not written by vla-stack)"
-            )
-        counts = [np.asarray(ep[column], dtype=np.int64) for ep in meta.episodes]
-        histograms[key] = np.sum(counts, axis=0) if counts else np.zeros((3, 256), np.int64)
-    return running, histograms
+    return running, committed_histograms(meta)
+
+
+def committed_histograms(meta: DatasetMeta) -> dict[str, np.ndarray]:
+    """Per video key, the summed (3, 256) pixel counts of the committed episodes (meta/episodes columns)."""
+    histograms = {key: np.zeros((3, 256), np.int64) for key in meta.camera_keys}
+    for path in sorted(meta.root.glob("meta/episodes/chunk-*/file-*.parquet")):
+        table = read_parquet(path)
+        committed = column_numpy(table, EPISODE_INDEX, path) < meta.total_episodes
+        for key in histograms:
+            column = HISTOGRAM_PREFIX + key
+            if column not in table.column_names:
+                raise DatasetError(path, f"missing column '{column}' (not written by vla-stack)")
+            counts = table.column(column).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
+            histograms[key] += counts.reshape(-1, 3, 256)[committed].sum(axis=0)
+    return histograms
 
 
 def extra_schema(meta: DatasetMeta) -> dict[str, type] | None:

@@ -54,6 +54,9 @@ EPISODE_COLUMNS = (
 VIDEO_EPISODE_COLUMNS = ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
 # pandas writes the task strings of tasks.parquet as its (unnamed) index; LeRobot reads them back as the index.
 TASK_STRING_COLUMNS = ("__index_level_0__", "task")
+# Per-episode statistics (and vla-stack's pixel histograms) are bulky and only the writer needs them; like
+# LeRobot's own loader, load_meta leaves them out of ``DatasetMeta.episodes``.
+BULKY_EPISODE_PREFIXES = ("stats/", "vla/pixel_histogram/")
 V21_CONVERTER = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=<repo_id>"
 
 
@@ -67,7 +70,7 @@ class DatasetMeta:
     info: dict
     stats: dict[str, dict[str, np.ndarray]]
     tasks: list[str]  # task_index -> task string
-    episodes: list[dict]  # one row per committed episode, sorted by episode_index
+    episodes: list[dict]  # one row per committed episode, sorted by episode_index; no stats/ columns
 
     @property
     def fps(self) -> float:
@@ -204,7 +207,12 @@ def episode_files(root: Path) -> list[Path]:
     return sorted(root.glob("meta/episodes/chunk-*/file-*.parquet"))
 
 
+def is_bulky(column: str) -> bool:
+    return column.startswith(BULKY_EPISODE_PREFIXES)
+
+
 def load_episodes(root: Path, info: dict) -> list[dict]:
+    """The committed episode rows (episode_index < total_episodes), without the bulky stats columns."""
     total = info["total_episodes"]
     files = episode_files(root)
     if total and not files:
@@ -218,7 +226,7 @@ def load_episodes(root: Path, info: dict) -> list[dict]:
         for column in required:
             if column not in table.column_names:
                 raise DatasetError(path, f"missing column '{column}'")
-        rows += table.to_pylist()
+        rows += table.select([name for name in table.column_names if not is_bulky(name)]).to_pylist()
     rows = sorted((row for row in rows if row["episode_index"] < total), key=lambda r: r["episode_index"])
     if [row["episode_index"] for row in rows] != list(range(total)):
         raise DatasetError(root / "meta/episodes", f"episode_index must run 0..{total - 1} (info.json)")

@@ -42,7 +42,7 @@ from vla.data.layout import (
     empty_info,
     make_features,
 )
-from vla.data.meta import DatasetMeta, load_meta, read_parquet, video_episode_column
+from vla.data.meta import DatasetMeta, is_bulky, load_meta, read_parquet, video_episode_column
 from vla.data.repair import repair_uncommitted
 from vla.data.stats import RunningStats, dataset_stats, image_stats_from_histogram, stats_to_json
 from vla.data.video import CODEC_NAMES, ENCODERS, append_video, check_appendable
@@ -163,9 +163,9 @@ class DatasetWriter:
         row.update(self._write_data(columns))
         for key, place in video_places.items():
             row.update(self._write_video(key, place, episode))
-        episodes = [*meta.episodes, row]
         episode_stats = {name: RunningStats.of(values, name) for name, values in columns.items()}
-        row.update(self._write_episode_row(episodes, episode_stats, episode))
+        row = self._write_episode_row(row, episode_stats, episode)
+        episodes = [*meta.episodes, {name: value for name, value in row.items() if not is_bulky(name)}]
         if tasks != meta.tasks:
             write_parquet_atomic(self.root / TASKS_PATH, tasks_table(tasks))
         running = {name: stats.merged(episode_stats[name]) for name, stats in self.running.items()}
@@ -193,12 +193,12 @@ class DatasetWriter:
             last = meta.episodes[-1]
             place = (last["data/chunk_index"], last["data/file_index"])
             path = meta.data_file(*place)
-            if path.stat().st_size + new.nbytes > meta.info["data_files_size_in_mb"] * MB:
+            if _size(path) + new.nbytes > meta.info["data_files_size_in_mb"] * MB:
                 place = next_file(*place, meta.info["chunks_size"])
             else:
                 old = read_parquet(path)
-        table = pa.concat_tables([old.cast(new.schema), new]) if old is not None else new
-        write_parquet_atomic(meta.data_file(*place), table)
+        path = meta.data_file(*place)
+        write_parquet_atomic(path, _appended(old, new, path))
         return {
             "data/chunk_index": place[0],
             "data/file_index": place[1],
@@ -233,9 +233,8 @@ class DatasetWriter:
             video_episode_column(key, "to_timestamp"): start + video.num_frames / self.meta.fps,
         }
 
-    def _write_episode_row(self, episodes: list[dict], episode_stats: dict, episode: Episode) -> dict:
-        """Finish the new (last) row of ``episodes`` and write its meta/episodes file."""
-        row = episodes[-1]
+    def _write_episode_row(self, row: dict, episode_stats: dict, episode: Episode) -> dict:
+        """Complete ``row`` (stats, histograms, extras, its file) and append it to its meta/episodes file."""
         stats = {name: running.stats() for name, running in episode_stats.items()}
         for key in self.meta.camera_keys:
             video = episode.videos[camera_of(key)]
@@ -244,19 +243,31 @@ class DatasetWriter:
         for feature, values in stats_to_json(stats).items():
             row.update({f"stats/{feature}/{name}": value for name, value in values.items()})
         row.update({EXTRA_PREFIX + key: value for key, value in episode.extra.items()})
-        place = (0, 0)
-        if len(episodes) > 1:
-            previous = episodes[-2]
+        place, old = (0, 0), None
+        if self.meta.episodes:
+            previous = self.meta.episodes[-1]
             place = (previous["meta/episodes/chunk_index"], previous["meta/episodes/file_index"])
             path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
-            if path.stat().st_size > self.meta.info["data_files_size_in_mb"] * MB:
+            if _size(path) > self.meta.info["data_files_size_in_mb"] * MB:
                 place = next_file(*place, self.meta.info["chunks_size"])
+            else:
+                old = read_parquet(path)
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = place
-        same_file = [
-            ep
-            for ep in episodes
-            if (ep["meta/episodes/chunk_index"], ep["meta/episodes/file_index"]) == place
-        ]
         path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
-        write_parquet_atomic(path, episodes_table(same_file))
+        write_parquet_atomic(path, _appended(old, episodes_table([row]), path))
         return row
+
+
+def _size(path: Path) -> int:
+    if not path.is_file():
+        raise DatasetError(path, "file of the last committed episode not found")
+    return path.stat().st_size
+
+
+def _appended(old: pa.Table | None, new: pa.Table, path: Path) -> pa.Table:
+    """``old`` rows then ``new`` rows; their columns must agree."""
+    if old is None:
+        return new
+    if old.schema.names != new.schema.names or old.schema.types != new.schema.types:
+        raise DatasetError(path, f"columns {old.schema.names} differ from the new rows' {new.schema.names}")
+    return pa.concat_tables([old, new.cast(old.schema)])
