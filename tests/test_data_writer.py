@@ -167,6 +167,16 @@ def test_append_video_matches_each_episodes_own_decoding(tmp_path):
         decode_frames(combined, [0.5 / 30])
 
 
+def test_decode_frames_random_access_matches_sequential_decoding(tmp_path):
+    frames = np.stack([frame_pattern(t // 16, t, 0, (32, 32)) for t in range(90)])
+    video = encode_video(frames, tmp_path / "long.mp4", fps=30)
+    sequential = decode_frames(video.path, np.arange(90) / 30)
+    order = np.random.default_rng(1).permutation(90)[:40]  # jumps back and forth, some over a second
+    np.testing.assert_array_equal(decode_frames(video.path, order / 30), sequential[order])
+    with pytest.raises(DatasetError, match=r"missing\.mp4: video file not found"):
+        decode_frames(tmp_path / "missing.mp4", [0.0])
+
+
 def test_append_video_refuses_other_encodings(tmp_path):
     small = encode_video(np.zeros((2, 16, 16, 3), np.uint8), tmp_path / "a.mp4", fps=10)
     large = encode_video(np.zeros((2, 32, 32, 3), np.uint8), tmp_path / "b.mp4", fps=10)

@@ -172,9 +172,16 @@ def append_video(dst: str | Path, src: str | Path) -> float:
             return float(offset * dst_stream.time_base)
 
 
+def _require_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "video file not found")
+    return path
+
+
 def truncate_video(path: str | Path, end_s: float) -> None:
     """Cut ``path`` back to the frames presented before ``end_s`` (remux, atomic); delete it if none remain."""
-    path = Path(path)
+    path = _require_file(path)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         cut = end_s - TIMESTAMP_TOLERANCE_S
@@ -188,7 +195,7 @@ def truncate_video(path: str | Path, end_s: float) -> None:
 
 def video_duration(path: str | Path) -> float:
     """Seconds from the first frame's start to the last frame's end (frames x 1/fps for our files)."""
-    with av.open(str(path)) as container:
+    with av.open(str(_require_file(path))) as container:
         stream = container.streams.video[0]
         return float(_end_pts(_packets(container)) * stream.time_base)
 
@@ -198,10 +205,8 @@ def decode_frames(path: str | Path, timestamps) -> np.ndarray:
 
     A timestamp with no frame within 1e-4 s is a ``DatasetError`` naming the file and the time.
     """
-    path = Path(path)
+    path = _require_file(path)
     wanted = np.asarray(timestamps, dtype=np.float64).reshape(-1)
-    if not path.is_file():
-        raise DatasetError(path, "video file not found")
     found: dict[int, np.ndarray] = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
