@@ -22,7 +22,9 @@ def read_info(root: Path) -> dict:
 
 def read_episodes(root: Path) -> list[dict]:
     paths = sorted((root / "meta/episodes").glob("*/*.parquet"))
-    return pa.concat_tables([pq.read_table(p) for p in paths]).to_pylist()
+    # Files may differ in columns (e.g. rows appended by LeRobot lack our vla/* extras): missing ones are null.
+    tables = [pq.read_table(p) for p in paths]
+    return pa.concat_tables(tables, promote_options="permissive").to_pylist()
 
 
 def diff_info(ours: dict, ref: dict, report) -> None:
