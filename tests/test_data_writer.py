@@ -640,3 +640,14 @@ def test_tasks_parquet_reads_as_lerobots_task_index(dataset):
     tasks = pandas.read_parquet(dataset / TASKS_PATH)
     assert list(tasks.index) == list(TASKS)
     assert tasks.loc[TASKS[1], "task_index"] == 1
+
+
+def test_fps_is_stored_as_an_int_and_fractional_fps_is_refused(tmp_path):
+    # LeRobot stores fps as an int, and its writer cannot append to a dataset whose fps is a float.
+    names = {"state_names": ["s"], "action_names": ["a"]}
+    DatasetWriter.create(tmp_path / "whole", fps=10.0, cameras=["cam"], image_size=(16, 16), **names)
+    info = json.loads((tmp_path / "whole" / "meta" / "info.json").read_text())
+    assert info["fps"] == 10 and isinstance(info["fps"], int)
+    assert isinstance(info["features"]["observation.images.cam"]["info"]["video.fps"], int)
+    with pytest.raises(ValueError, match="whole number"):
+        DatasetWriter.create(tmp_path / "frac", fps=12.5, cameras=["cam"], image_size=(16, 16), **names)

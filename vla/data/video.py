@@ -106,7 +106,8 @@ def _end_pts(packets: list[av.Packet]) -> int:
 
 def _remux(out_path: Path, template: av.video.stream.VideoStream, parts) -> None:
     """Write ``parts`` [(packets, pts_offset)] as one video stream shaped like ``template``."""
-    with av.open(str(out_path), mode="w", format="mp4") as out:
+    # faststart: the index at the front, as LeRobot writes, so players can stream the file.
+    with av.open(str(out_path), mode="w", format="mp4", options={"movflags": "faststart"}) as out:
         stream = out.add_stream_from_template(template, opaque=True)
         for packets, offset in parts:
             for packet in packets:

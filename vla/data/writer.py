@@ -111,6 +111,10 @@ class DatasetWriter:
             raise ValueError(f"image_size must be positive and even (yuv420p video), got {image_size}")
         if not fps > 0 or chunks_size < 1 or not data_files_size_in_mb > 0 or not video_files_size_in_mb > 0:
             raise ValueError("fps, chunks_size and the file size limits must be positive")
+        if not float(fps).is_integer():
+            # LeRobot stores fps as an int; its writer fails to append to a dataset with a float fps.
+            raise ValueError(f"fps must be a whole number of frames per second (LeRobot's format), got {fps}")
+        fps = int(fps)
         features = make_features(cameras, image_size, state_names, action_names, fps, CODEC_NAMES[codec])
         info = empty_info(features, fps, robot_type)
         info.update(
