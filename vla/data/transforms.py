@@ -28,7 +28,7 @@ def to_chw(frames: np.ndarray, size: tuple[int, int] | None) -> torch.Tensor:
     """
     chw = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (N, 3, H, W)
     if size is None or tuple(chw.shape[-2:]) == size:
-        return chw.contiguous()
+        return chw  # a strided view; collate's stack makes the batch contiguous
     out = F.interpolate(chw.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 

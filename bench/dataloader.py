@@ -1,0 +1,132 @@
+"""Training-batch throughput of ``VLADataset`` through a torch DataLoader: video decoding vs the memmap cache.
+
+    MUJOCO_GL=egl .venv/bin/python bench/dataloader.py                 # records a dataset first (vla-record)
+    .venv/bin/python bench/dataloader.py --dataset data/demos --batches 20
+
+The dataset is recorded once with the scripted experts (``vla-record task=all``, 128x128 agentview and wrist
+cameras, libx264) into ``--workdir`` and reused by later runs; ``--dataset`` reads any v3.0 dataset instead.
+
+Timed, per configuration: ``--batches`` shuffled batches of ``--batch-size`` samples (both cameras at
+``--image-size``, ``--chunk-size`` actions each) after one warm-up batch, which pays for starting the workers
+(``spawn``) and opening the videos and is reported on its own. torch uses the cores the workers leave free.
+Also: the cache build (every video decoded front to back, once) and single-frame random access.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from vla.data.cache import CACHE_DIR, VideoFrames
+from vla.data.dataset import VLADataset, camera_frames, collate
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", type=Path, help="an existing v3.0 dataset (default: record one)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/vla-bench-dataloader"))
+    parser.add_argument("--episodes-per-task", type=int, default=13, help="when recording (8 tasks)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    parser.add_argument("--chunk-size", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per configuration")
+    parser.add_argument("--workers", type=int, nargs="+", default=(0, 2))
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def record_dataset(workdir: Path, episodes_per_task: int) -> Path:
+    root = workdir / "demos"
+    if (root / "meta" / "info.json").is_file():
+        return root
+    record = shutil.which("vla-record", path=str(Path(sys.executable).parent)) or shutil.which("vla-record")
+    if record is None:
+        sys.exit("vla-record not found: install the project (pip install -e .) or pass --dataset")
+    args = [record, "task=all", f"episodes_per_task={episodes_per_task}", f"out={root}", "workers=2"]
+    subprocess.run(args, check=True, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    return root
+
+
+def time_loader(dataset: VLADataset, args, workers: int) -> tuple[float, float]:
+    """(seconds to the first batch, samples/s over the timed batches)."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    # Exactly the batches used, so each epoch ends and its workers exit cleanly (dropping an iterator
+    # mid-epoch can abort a worker that is still sending a batch: a torch shutdown race, not an error here).
+    sampler = RandomSampler(
+        dataset,
+        num_samples=(args.batches + 1) * args.batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        multiprocessing_context="spawn" if workers else None,
+        collate_fn=collate,
+    )
+    start = time.perf_counter()
+    batches = iter(loader)
+    next(batches)
+    first = time.perf_counter() - start
+    start = end = time.perf_counter()
+    samples = 0
+    for batch in batches:
+        samples += len(batch["instruction"])
+        end = time.perf_counter()  # the last batch's arrival, not the workers' shutdown after it
+    return first, samples / (end - start)
+
+
+def random_access(dataset: VLADataset, frames: int, seed: int) -> float:
+    """Single frames of one camera, in random order, decoded on demand: frames/s."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    source = VideoFrames(
+        camera_frames(dataset.meta, dataset.table, next(iter(dataset.cameras.values()))), dataset.meta.fps
+    )
+    rows = np.random.default_rng(seed).integers(0, dataset.meta.total_frames, frames)
+    start = time.perf_counter()
+    for k in range(frames):
+        source.read(rows[k : k + 1])
+    return frames / (time.perf_counter() - start)
+
+
+def main() -> None:
+    args = parse_args()
+    root = args.dataset or record_dataset(args.workdir, args.episodes_per_task)
+    options = {"image_size": tuple(args.image_size), "chunk_size": args.chunk_size}
+    decoded = VLADataset(root, **options)
+    meta = decoded.meta
+    print(
+        f"dataset {root}: {meta.total_episodes} episodes, {meta.total_frames} frames, cameras {list(decoded.cameras)}"
+    )
+    shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
+    start = time.perf_counter()
+    cached = VLADataset(root, cache="memmap", **options)
+    build = time.perf_counter() - start
+    frames = meta.total_frames * len(cached.cameras)
+    print(
+        f"cache build: {build:.1f} s for {frames} frames ({frames / build:.0f} frames/s decoded and written)"
+    )
+    print(
+        f"random access, one camera, decoded on demand: {random_access(decoded, 500, args.seed):.0f} frames/s"
+    )
+    print("\n| source | workers | samples/s | first batch (s) |\n| --- | ---: | ---: | ---: |")
+    for name, dataset in (("video decoding", decoded), ("memmap cache", cached)):
+        for workers in args.workers:
+            first, rate = time_loader(dataset, args, workers)
+            print(f"| {name} | {workers} | {rate:.0f} | {first:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
