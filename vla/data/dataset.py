@@ -65,7 +65,11 @@ def resolve_cameras(cameras, meta: DatasetMeta) -> dict[str, str]:
         )
     unknown = sorted({camera for camera in mapping.values() if camera not in available})
     if unknown:
-        raise ValueError(f"unknown camera(s) {unknown}; the dataset at {meta.root} has cameras {available}")
+        stored = [c for c in unknown if image_key(c) in meta.features]  # e.g. dtype "image": PNGs in parquet
+        detail = f" ({stored} are not video features, the only kind read here)" if stored else ""
+        raise ValueError(
+            f"unknown camera(s) {unknown}{detail}; the dataset at {meta.root} has video cameras {available}"
+        )
     return {slot: image_key(camera) for slot, camera in mapping.items()}
 
 
@@ -96,8 +100,9 @@ def select_rows(meta: DatasetMeta, table: FrameTable, episodes) -> np.ndarray:
     """The global frame indices of the chosen episodes, in episode order."""
     if episodes is None:
         return np.arange(len(table.timestamp))
+    episodes = list(episodes)
     chosen = sorted({int(e) for e in episodes})
-    if len(chosen) != len(list(episodes)):
+    if len(chosen) != len(episodes):
         raise ValueError(f"episodes lists an episode twice: {list(episodes)}")
     bad = [e for e in chosen if not 0 <= e < meta.total_episodes]
     if bad:
