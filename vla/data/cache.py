@@ -7,7 +7,8 @@ looks it up; anything farther is an error, never the nearest frame.
 
 The cache lives at ``<root>/.cache/<camera>_<H>x<W>.u8`` (raw (N, H, W, 3) uint8, C order) with a json
 beside it recording the shape and the source files' sizes and mtimes; when they no longer match the dataset,
-the cache is rebuilt, never reused.
+the cache is rebuilt, never reused. It takes N x H x W x 3 bytes per camera (2312 frames at 128x128: 114 MB)
+and is read through the page cache, so it pays off while it fits in RAM.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, default_collate
 from vla.data.cache import CACHE_DIR, CameraFrames, MemmapFrames, VideoFrames, open_cache
 from vla.data.layout import DatasetError, camera_of, image_key
 from vla.data.meta import DatasetMeta, load_meta, video_episode_column
-from vla.data.table import FrameTable, load_table
+from vla.data.table import FrameTable, episodes_file, load_table
 from vla.data.transforms import check_size, to_chw
 
 # Sample keys.
@@ -85,15 +85,29 @@ def camera_frames(meta: DatasetMeta, table: FrameTable, key: str) -> CameraFrame
                 raise DatasetError(path, f"video file not found (episode {episode['episode_index']}, {key})")
             files[path] = len(files)
         file_per_episode.append(files[path])
-        start_per_episode.append(episode[video_episode_column(key, "from_timestamp")])
+        start = episode[video_episode_column(key, "from_timestamp")]
+        if not isinstance(start, int | float) or not np.isfinite(start):
+            column = video_episode_column(key, "from_timestamp")
+            raise DatasetError(
+                episodes_file(meta, episode), f"episode {episode['episode_index']}: '{column}' is {start!r}"
+            )
+        start_per_episode.append(start)
     lengths = table.episode_lengths
     return CameraFrames(
         key=key,
         files=tuple(files),
         file_of=np.repeat(np.asarray(file_per_episode, np.int64), lengths),
         time_of=np.repeat(np.asarray(start_per_episode, np.float64), lengths) + table.timestamp,
-        shape=tuple(meta.features[key]["shape"][:2]),
+        shape=stored_size(meta.features[key]),
     )
+
+
+def stored_size(feature: dict) -> tuple[int, int]:
+    """(H, W) of a video feature: shape is [H, W, C], or [C, H, W] in some converted LeRobot datasets."""
+    shape, names = feature["shape"], feature.get("names") or []
+    if list(names)[:1] == ["channels"]:
+        return int(shape[1]), int(shape[2])
+    return int(shape[0]), int(shape[1])
 
 
 def select_rows(meta: DatasetMeta, table: FrameTable, episodes) -> np.ndarray:

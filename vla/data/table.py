@@ -82,6 +82,13 @@ def _read_data_file(path: Path, widths: dict[str, int]) -> dict[str, np.ndarray]
     return {name: _column(table, name, width, path) for name, width in widths.items()}
 
 
+def episodes_file(meta: DatasetMeta, episode: dict) -> Path:
+    """The meta/episodes parquet file holding ``episode``'s row, for error messages."""
+    return meta.root / EPISODES_PATH.format(
+        chunk_index=episode["meta/episodes/chunk_index"], file_index=episode["meta/episodes/file_index"]
+    )
+
+
 def _first_mismatch(found: np.ndarray, expected: np.ndarray) -> int | None:
     bad = np.flatnonzero(found != expected)
     return int(bad[0]) if len(bad) else None
@@ -148,9 +155,7 @@ def _episode_starts(meta: DatasetMeta, rows: int, files: list[Path], file_of_row
     file_number = {path: i for i, path in enumerate(files)}
     starts = [0]
     for episode in meta.episodes:
-        where = meta.root / EPISODES_PATH.format(
-            chunk_index=episode["meta/episodes/chunk_index"], file_index=episode["meta/episodes/file_index"]
-        )
+        where = episodes_file(meta, episode)
         begin, end = episode["dataset_from_index"], episode["dataset_to_index"]
         if begin != starts[-1] or end - begin != episode["length"] or end > rows:
             raise DatasetError(
