@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
@@ -42,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per configuration")
     parser.add_argument("--workers", type=int, nargs="+", default=(0, 2))
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -101,31 +104,51 @@ def random_access(dataset: VLADataset, frames: int, seed: int) -> float:
     return frames / (time.perf_counter() - start)
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU"
+    )
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """median (min-max) of repeated measurements."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def build_cache(root: Path, options: dict) -> tuple[VLADataset, float]:
+    shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
+    start = time.perf_counter()
+    dataset = VLADataset(root, cache="memmap", **options)
+    return dataset, time.perf_counter() - start
+
+
 def main() -> None:
     args = parse_args()
     root = args.dataset or record_dataset(args.workdir, args.episodes_per_task)
     options = {"image_size": tuple(args.image_size), "chunk_size": args.chunk_size}
     decoded = VLADataset(root, **options)
     meta = decoded.meta
+    print(f"{cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, PyAV {av.__version__}")
     print(
         f"dataset {root}: {meta.total_episodes} episodes, {meta.total_frames} frames, cameras {list(decoded.cameras)}"
     )
-    shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
-    start = time.perf_counter()
-    cached = VLADataset(root, cache="memmap", **options)
-    build = time.perf_counter() - start
-    frames = meta.total_frames * len(cached.cameras)
-    print(
-        f"cache build: {build:.1f} s for {frames} frames ({frames / build:.0f} frames/s decoded and written)"
-    )
-    print(
-        f"random access, one camera, decoded on demand: {random_access(decoded, 500, args.seed):.0f} frames/s"
-    )
+    print(f"median (min-max) of {args.repeats} runs\n")
+    builds = [build_cache(root, options) for _ in range(args.repeats)]
+    cached, frames = builds[-1][0], meta.total_frames * len(decoded.cameras)
+    print(f"cache build: {spread([b for _, b in builds], 2)} s for {frames} frames (all cameras)")
+    rates = [random_access(decoded, 500, args.seed + k) for k in range(args.repeats)]
+    print(f"random access, one camera, one frame per read, decoded on demand: {spread(rates)} frames/s")
     print("\n| source | workers | samples/s | first batch (s) |\n| --- | ---: | ---: | ---: |")
     for name, dataset in (("video decoding", decoded), ("memmap cache", cached)):
         for workers in args.workers:
-            first, rate = time_loader(dataset, args, workers)
-            print(f"| {name} | {workers} | {rate:.0f} | {first:.2f} |", flush=True)
+            runs = [time_loader(dataset, args, workers) for _ in range(args.repeats)]
+            first, rate = (spread([run[i] for run in runs], d) for i, d in ((0, 2), (1, 0)))
+            print(f"| {name} | {workers} | {rate} | {first} |", flush=True)
 
 
 if __name__ == "__main__":
