@@ -283,6 +283,21 @@ def test_data_rows_that_disagree_with_the_episodes_name_the_file_and_column(smal
     assert error.value.path == str(data_file(small_dataset))
 
 
+def test_rows_past_total_frames_are_an_uncommitted_episode_and_too_few_rows_an_error(small_dataset):
+    path = data_file(small_dataset)
+    table = pq.read_table(path)
+    extra = table.slice(5, 2)  # like the start of an episode 2 whose commit stopped before info.json
+    extra = extra.set_column(extra.schema.get_field_index("index"), "index", pa.array([7, 8]))
+    extra = extra.set_column(extra.schema.get_field_index("episode_index"), "episode_index", pa.array([2, 2]))
+    pq.write_table(pa.concat_tables([table, extra]), path)
+    dataset = VLADataset(small_dataset)
+    assert len(dataset) == 7 and dataset[6]["episode_index"] == 1
+    pq.write_table(table.slice(0, 5), path)
+    with pytest.raises(DatasetError, match="total_frames is 7, the data files hold 5 rows") as error:
+        VLADataset(small_dataset)
+    assert error.value.path == str(small_dataset / INFO_PATH)
+
+
 def test_wrong_codebase_version_names_info_json(small_dataset):
     info_path = small_dataset / INFO_PATH
     info = json.loads(info_path.read_text())

@@ -1,6 +1,7 @@
 """The numeric columns of a LeRobotDataset v3.0 (state, action, bookkeeping), loaded once into numpy arrays.
 
-Rows are frames in global ``index`` order, as the data files hold them; the loader checks the files against
+Rows are frames in global ``index`` order, as the data files hold them (the first ``total_frames`` rows: any
+further rows are an interrupted commit's, see ``load_table``); the loader checks the files against
 meta/episodes (contiguous episodes, frame_index 0..length-1, index = row, finite values, known task_index)
 and names the file and column of the first thing wrong.
 """
@@ -106,9 +107,16 @@ def load_table(meta: DatasetMeta) -> FrameTable:
     if not files:
         raise DatasetError(meta.root / INFO_PATH, "the dataset has no episodes")
     parts = [_read_data_file(path, widths) for path in files]
-    cols = {name: np.concatenate([part[name] for part in parts]) for name in widths}
-    file_of_row = np.repeat(np.arange(len(files)), [len(part[INDEX]) for part in parts])
-    starts = _episode_starts(meta, len(cols[INDEX]), files, file_of_row)
+    rows = sum(len(part[INDEX]) for part in parts)
+    if rows < meta.total_frames:
+        raise DatasetError(
+            meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, the data files hold {rows} rows"
+        )
+    # Rows past total_frames belong to an episode whose commit was interrupted before info.json (the commit
+    # point, see vla.data.writer): not part of the dataset. Whatever comes before is checked below.
+    cols = {name: np.concatenate([part[name] for part in parts])[: meta.total_frames] for name in widths}
+    file_of_row = np.repeat(np.arange(len(files)), [len(part[INDEX]) for part in parts])[: meta.total_frames]
+    starts = _episode_starts(meta, files, file_of_row)
     lengths = np.diff(starts)
     expected = {
         INDEX: np.arange(len(cols[INDEX])),
@@ -146,12 +154,9 @@ def load_table(meta: DatasetMeta) -> FrameTable:
     )
 
 
-def _episode_starts(meta: DatasetMeta, rows: int, files: list[Path], file_of_row: np.ndarray) -> np.ndarray:
+def _episode_starts(meta: DatasetMeta, files: list[Path], file_of_row: np.ndarray) -> np.ndarray:
     """(E+1,) first row of each episode, from meta/episodes, checked against the data files."""
-    if rows != meta.total_frames:
-        raise DatasetError(
-            meta.root / INFO_PATH, f"total_frames is {meta.total_frames}, the data files hold {rows} rows"
-        )
+    rows = len(file_of_row)
     file_number = {path: i for i, path in enumerate(files)}
     starts = [0]
     for episode in meta.episodes:
