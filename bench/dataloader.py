@@ -9,7 +9,8 @@ cameras, libx264) into ``--workdir`` and reused by later runs; ``--dataset`` rea
 Timed, per configuration: ``--batches`` shuffled batches of ``--batch-size`` samples (both cameras at
 ``--image-size``, ``--chunk-size`` actions each) after one warm-up batch, which pays for starting the workers
 (``spawn``) and opening the videos and is reported on its own. torch uses the cores the workers leave free.
-Also: the cache build (every video decoded front to back, once) and single-frame random access.
+Also: the cache build (every video decoded front to back, once), single-frame random access, and recording
+throughput (frames/s of ``vla-record task=all`` with 1 and 2 workers, process start-up included).
 """
 
 from __future__ import annotations
@@ -46,19 +47,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=(0, 2))
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record-episodes", type=int, default=4, help="per task, for recording throughput")
     return parser.parse_args()
+
+
+def run_record(root: Path, episodes_per_task: int, workers: int) -> None:
+    record = shutil.which("vla-record", path=str(Path(sys.executable).parent)) or shutil.which("vla-record")
+    if record is None:
+        sys.exit("vla-record not found: install the project (pip install -e .) or pass --dataset")
+    args = [record, "task=all", f"episodes_per_task={episodes_per_task}", f"out={root}", f"workers={workers}"]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def record_dataset(workdir: Path, episodes_per_task: int) -> Path:
     root = workdir / "demos"
-    if (root / "meta" / "info.json").is_file():
-        return root
-    record = shutil.which("vla-record", path=str(Path(sys.executable).parent)) or shutil.which("vla-record")
-    if record is None:
-        sys.exit("vla-record not found: install the project (pip install -e .) or pass --dataset")
-    args = [record, "task=all", f"episodes_per_task={episodes_per_task}", f"out={root}", "workers=2"]
-    subprocess.run(args, check=True, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    if not (root / "meta" / "info.json").is_file():
+        run_record(root, episodes_per_task, workers=2)
     return root
+
+
+def recording_rate(workdir: Path, episodes_per_task: int, workers: int) -> float:
+    """Frames/s of a fresh ``vla-record task=all`` run (process start-up included), both cameras."""
+    root = workdir / f"record-w{workers}"
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    run_record(root, episodes_per_task, workers)
+    seconds = time.perf_counter() - start
+    frames = VLADataset(root).meta.total_frames
+    shutil.rmtree(root)
+    return frames / seconds
 
 
 def time_loader(dataset: VLADataset, args, workers: int) -> tuple[float, float]:
@@ -149,6 +167,10 @@ def main() -> None:
             runs = [time_loader(dataset, args, workers) for _ in range(args.repeats)]
             first, rate = (spread([run[i] for run in runs], d) for i, d in ((0, 2), (1, 0)))
             print(f"| {name} | {workers} | {rate} | {first} |", flush=True)
+    print(f"\nrecording, vla-record task=all episodes_per_task={args.record_episodes}, 2 cameras:")
+    for workers in (1, 2):
+        rates = [recording_rate(args.workdir, args.record_episodes, workers) for _ in range(args.repeats)]
+        print(f"  workers={workers}: {spread(rates)} frames/s", flush=True)
 
 
 if __name__ == "__main__":
