@@ -1,0 +1,113 @@
+"""Typed, validated configuration of the VLA model. Hydra composes these at the entry point only.
+
+A model is: a vision encoder per camera (or one shared), a connector projecting its patches into the LLM's
+embedding space, a state encoder (one token), and a causal LLM that reads
+``[image tokens per camera][state token][prompt tokens]`` and writes ``chunk_size * action_dim`` action tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VISION_KINDS = ("resnet18", "vit", "hf")
+CONNECTOR_KINDS = ("mlp", "resampler")
+LLM_PRESETS = ("tiny", "smollm2-135m")
+
+
+def _positive(owner: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{owner}.{name} must be >= 1, got {value}")
+
+
+@dataclass
+class VisionConfig:
+    kind: str = "resnet18"  # "resnet18" | "vit" (from scratch) | "hf" (a local Hugging Face folder)
+    path: str | None = None  # the local folder when kind == "hf"
+    width: int = 256  # feature channels (resnet18 last stage, vit embedding size)
+    patch: int = 16  # vit patch size
+    depth: int = 4  # vit layers
+    heads: int = 4  # vit attention heads
+    shared: bool = True  # one encoder for all cameras, told apart by a learned camera embedding
+    frozen: bool = False
+
+    def __post_init__(self):
+        if self.kind not in VISION_KINDS:
+            raise ValueError(f"vision.kind must be one of {VISION_KINDS}, got {self.kind!r}")
+        if self.kind == "hf" and not self.path:
+            raise ValueError("vision.kind 'hf' needs vision.path, a local Hugging Face model folder")
+        _positive("vision", width=self.width, patch=self.patch, depth=self.depth, heads=self.heads)
+
+
+@dataclass
+class ConnectorConfig:
+    kind: str = "mlp"  # "mlp": a token per patch (LLaVA) | "resampler": num_queries tokens per camera
+    num_queries: int = 16
+    depth: int = 2
+    heads: int = 4
+
+    def __post_init__(self):
+        if self.kind not in CONNECTOR_KINDS:
+            raise ValueError(f"connector.kind must be one of {CONNECTOR_KINDS}, got {self.kind!r}")
+        _positive("connector", num_queries=self.num_queries, depth=self.depth, heads=self.heads)
+
+
+@dataclass
+class LLMConfig:
+    name: str = "tiny"  # "tiny" | "smollm2-135m" | a local Hugging Face causal-LM folder
+    hidden_size: int = 256  # the tiny model's size; pretrained models bring their own
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 704
+    cache_dir: str = "~/.cache/vla-stack"  # converted pretrained weights are cached here
+
+    def __post_init__(self):
+        if not self.name:
+            raise ValueError("llm.name must be 'tiny', 'smollm2-135m' or a local model folder")
+        _positive(
+            "llm",
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+        )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"llm.hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
+            )
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    connector: ConnectorConfig = field(default_factory=ConnectorConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    cameras: list[str] = field(default_factory=lambda: ["agentview", "wrist"])  # image slots, token order
+    image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W) the encoder sees
+    state_dim: int = 17
+    action_dim: int = 7
+    chunk_size: int = 10  # K actions predicted per inference
+    num_bins: int = 256
+    freeze_llm: bool = False
+    lora_rank: int = 0  # > 0: LoRA adapters on the LLM's attention and MLP projections (peft)
+
+    def __post_init__(self):
+        for name, kind in (("vision", VisionConfig), ("connector", ConnectorConfig), ("llm", LLMConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, kind(**value))
+        self.cameras = [str(c) for c in self.cameras]
+        self.image_size = [int(v) for v in self.image_size]
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be distinct and at least one, got {self.cameras}")
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ValueError(f"image_size must be (H, W) with both >= 16, got {self.image_size}")
+        _positive("model", state_dim=self.state_dim, action_dim=self.action_dim, chunk_size=self.chunk_size)
+        if not 2 <= self.num_bins <= 4096:
+            raise ValueError(f"num_bins must be in [2, 4096], got {self.num_bins}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+
+    @property
+    def action_tokens(self) -> int:
+        return self.chunk_size * self.action_dim
