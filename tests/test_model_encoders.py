@@ -1,0 +1,218 @@
+"""Vision encoders and connectors: shapes, camera embeddings, freezing, local HF folders, gradient flow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vla.model.config import ConnectorConfig, VisionConfig
+from vla.model.connector import build_connector
+from vla.model.vision import build_vision_encoder
+
+SIZE = (32, 32)
+SMALL = {"resnet18": {"width": 32}, "vit": {"width": 32, "patch": 16, "depth": 1, "heads": 2}}
+CAMERAS = {1: ["agentview"], 2: ["agentview", "wrist"]}
+
+
+def images(batch: int, cameras: int, size=SIZE, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, cameras, 3, *size), dtype=torch.uint8, generator=generator)
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A tiny random SigLIP vision model saved as a local folder (native 32 px, 8 px patches, 16 patches)."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    config = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    folder = tmp_path_factory.mktemp("siglip")
+    SiglipVisionModel(config).save_pretrained(folder)
+    processor = {
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "size": {"height": 32, "width": 32},
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dinov2_folder(tmp_path_factory):
+    """A tiny random DINOv2 (class token first; processor: resize 40 then center-crop 32)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=24,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+    )
+    folder = tmp_path_factory.mktemp("dinov2")
+    Dinov2Model(config).save_pretrained(folder)
+    processor = {
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "size": {"shortest_edge": 40},
+        "do_center_crop": True,
+        "crop_size": {"height": 32, "width": 32},
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    return folder
+
+
+def vision_config(kind: str, shared: bool, frozen: bool = False, path=None) -> VisionConfig:
+    return VisionConfig(
+        kind=kind,
+        path=None if path is None else str(path),
+        shared=shared,
+        frozen=frozen,
+        **SMALL.get(kind, {}),
+    )
+
+
+@pytest.mark.parametrize("cameras", [1, 2])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("kind", ["resnet18", "vit", "hf"])
+def test_encoder_and_connector_shapes(kind, shared, cameras, hf_folder):
+    encoder = build_vision_encoder(vision_config(kind, shared, path=hf_folder), SIZE, CAMERAS[cameras])
+    expected_patches = {"resnet18": 1, "vit": 4, "hf": 16}[kind]  # 32/32 cells, (32/16)^2, (32/8)^2
+    assert encoder.num_patches == expected_patches
+    assert len(encoder.backbones) == (1 if shared else cameras)
+    features = encoder(images(2, cameras))
+    assert features.shape == (2, cameras, encoder.num_patches, encoder.out_dim)
+    assert features.dtype == torch.float32 and torch.isfinite(features).all()
+    for connector_cfg, per_camera in (
+        (ConnectorConfig("mlp"), encoder.num_patches),
+        (ConnectorConfig("resampler", 3, 1, 2), 3),
+    ):
+        connector = build_connector(connector_cfg, encoder.out_dim, 40, encoder.num_patches)
+        assert connector.tokens_per_camera == per_camera
+        assert connector(features).shape == (2, cameras * per_camera, 40)
+
+
+def test_resnet_patches_are_the_last_feature_map_cells():
+    encoder = build_vision_encoder(vision_config("resnet18", True), (128, 96), ["agentview"])
+    assert encoder.num_patches == 4 * 3 and encoder.out_dim == 32
+    assert encoder(images(1, 1, (128, 96))).shape == (1, 1, 12, 32)
+
+
+@pytest.mark.parametrize("kind", ["resnet18", "vit", "hf"])
+def test_camera_embedding_tells_identical_images_apart(kind, hf_folder):
+    encoder = build_vision_encoder(vision_config(kind, shared=True, path=hf_folder), SIZE, CAMERAS[2])
+    same = images(1, 1).expand(1, 2, 3, *SIZE).contiguous()  # one image in both camera slots
+    features = encoder(same)
+    assert not torch.allclose(features[:, 0], features[:, 1])
+    # ... and the difference is exactly the camera embedding (the shared backbone saw the same pixels).
+    difference = features[:, 0] - features[:, 1]
+    expected = (encoder.camera_embedding[0] - encoder.camera_embedding[1]).expand_as(difference)
+    torch.testing.assert_close(difference, expected)
+
+
+@pytest.mark.parametrize("kind", ["resnet18", "vit", "hf"])
+def test_frozen_encoder_gets_no_gradients_and_stays_in_eval_mode(kind, hf_folder):
+    encoder = build_vision_encoder(
+        vision_config(kind, shared=False, frozen=True, path=hf_folder), SIZE, CAMERAS[2]
+    )
+    encoder.train()
+    assert encoder.training and not any(module.training for module in encoder.backbones.modules())
+    assert not any(p.requires_grad for p in encoder.backbones.parameters())
+    connector = build_connector(ConnectorConfig("mlp"), encoder.out_dim, 16, encoder.num_patches)
+    connector(encoder(images(2, 2))).square().mean().backward()
+    assert all(p.grad is None for p in encoder.backbones.parameters())
+    assert encoder.camera_embedding.grad is not None  # new, never pretrained: stays trainable
+
+
+@pytest.mark.parametrize("connector_kind", ["mlp", "resampler"])
+@pytest.mark.parametrize("kind", ["resnet18", "vit", "hf"])
+def test_gradients_flow_from_connector_to_unfrozen_encoder(kind, connector_kind, hf_folder):
+    encoder = build_vision_encoder(vision_config(kind, shared=True, path=hf_folder), SIZE, CAMERAS[2])
+    connector = build_connector(
+        ConnectorConfig(connector_kind, 4, 1, 2), encoder.out_dim, 16, encoder.num_patches
+    )
+    connector(encoder(images(2, 2))).square().mean().backward()
+    parameters = list(encoder.parameters()) + list(connector.parameters())
+    missing = [p.shape for p in parameters if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_hf_folder_uses_its_normalization_and_drops_the_pooling_head(hf_folder):
+    encoder = build_vision_encoder(vision_config("hf", True, path=hf_folder), SIZE, CAMERAS[1])
+    torch.testing.assert_close(encoder.mean.flatten(), torch.full((3,), 0.5))
+    torch.testing.assert_close(encoder.std.flatten(), torch.full((3,), 0.5))
+    assert not any(".head." in name for name, _ in encoder.named_parameters())
+    # Same features as running the saved model by hand on SigLIP-normalized pixels.
+    from transformers import SiglipVisionModel
+
+    reference = SiglipVisionModel.from_pretrained(hf_folder).eval()
+    pixels = images(1, 1)
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels[:, 0].float() / 127.5 - 1).last_hidden_state
+        features = encoder.eval()(pixels)[:, 0] - encoder.camera_embedding[0]
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_dinov2_folder_resizes_to_its_crop_size_and_drops_the_class_token(dinov2_folder):
+    encoder = build_vision_encoder(vision_config("hf", True, path=dinov2_folder), (48, 64), CAMERAS[2])
+    assert encoder.num_patches == 16 and encoder.out_dim == 24  # (32/8)^2 at the 32 px crop size
+    torch.testing.assert_close(encoder.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
+    assert encoder(images(1, 2, (48, 64))).shape == (1, 2, 16, 24)
+
+
+def test_resampler_token_count_is_independent_of_patch_count():
+    cfg = ConnectorConfig("resampler", num_queries=5, depth=2, heads=2)
+    for patches in (1, 16, 64):
+        connector = build_connector(cfg, 12, 8, patches)
+        assert connector.tokens_per_camera == 5
+        assert connector(torch.randn(3, 2, patches, 12)).shape == (3, 10, 8)
+
+
+def test_mlp_connector_keeps_camera_order():
+    connector = build_connector(ConnectorConfig("mlp"), 6, 4, 3)
+    features = torch.randn(1, 2, 3, 6)
+    tokens = connector(features)  # (1, 6, 4): camera 0's 3 tokens, then camera 1's
+    torch.testing.assert_close(tokens[:, 3:], connector(features[:, 1:2]))
+
+
+def test_bad_input_is_a_clear_value_error(tmp_path, hf_folder):
+    with pytest.raises(ValueError, match=r"vision.kind"):
+        VisionConfig(kind="resnet50")
+    with pytest.raises(ValueError, match=r"vision.path"):
+        VisionConfig(kind="hf")
+    with pytest.raises(ValueError, match="not a directory"):
+        build_vision_encoder(VisionConfig(kind="hf", path=str(tmp_path / "missing")), SIZE, CAMERAS[1])
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"preprocessor_config.json"):
+        build_vision_encoder(VisionConfig(kind="hf", path=str(tmp_path)), SIZE, CAMERAS[1])
+    with pytest.raises(ValueError, match=r"divisible by vision.patch"):
+        build_vision_encoder(VisionConfig(kind="vit", patch=16), (40, 40), CAMERAS[1])
+    cfg = VisionConfig()
+    cfg.kind = "resnet50"  # set after validation, e.g. by a caller mutating the dataclass
+    with pytest.raises(ValueError, match=r"vision.kind"):
+        build_vision_encoder(cfg, SIZE, CAMERAS[1])
+    with pytest.raises(ValueError, match=r"connector.kind"):
+        ConnectorConfig(kind="qformer")
+    with pytest.raises(ValueError, match=r"divisible by connector.heads"):
+        build_connector(ConnectorConfig("resampler", heads=3), 8, 16, 4)
+
+
+def test_wrong_images_are_a_clear_value_error():
+    encoder = build_vision_encoder(vision_config("resnet18", True), SIZE, CAMERAS[2])
+    with pytest.raises(ValueError, match="uint8"):
+        encoder(images(1, 2).float())
+    with pytest.raises(ValueError, match="agentview"):
+        encoder(images(1, 1))  # one camera where two are configured
+    with pytest.raises(ValueError, match="features"):
+        build_connector(ConnectorConfig("mlp"), 8, 4, 16)(torch.randn(1, 2, 9, 8))

@@ -1,0 +1,106 @@
+"""Connectors: vision features (B, N, P, C) -> tokens in the LLM's embedding space (B, N * T, D).
+
+- ``mlp`` (LLaVA-1.5): Linear(C, D) -> GELU -> Linear(D, D) on every patch, so T = P tokens per camera.
+- ``resampler`` (Flamingo's perceiver resampler / BLIP-2's Q-Former idea): ``num_queries`` learned queries
+  cross-attend one camera's patches through ``depth`` layers, so T = ``num_queries`` whatever P is. This caps
+  the LLM's sequence length when the encoder yields many patches (a 224 px SigLIP: 196 per camera).
+
+Cameras are mapped independently with the same weights; the vision encoder's camera embedding already tells
+them apart. Tokens come out camera after camera, in the encoder's camera order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vla.model.config import ConnectorConfig
+
+
+class Connector(nn.Module):
+    """Base: checks the (B, N, P, C) input, maps each camera's (P, C) to (T, D), concatenates the cameras."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_patches: int, tokens_per_camera: int):
+        super().__init__()
+        self.in_dim, self.out_dim, self.num_patches = in_dim, out_dim, num_patches
+        self.tokens_per_camera = tokens_per_camera
+
+    def map_camera(self, features: torch.Tensor) -> torch.Tensor:  # (M, P, C) -> (M, T, D)
+        raise NotImplementedError
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 4 or features.shape[2:] != (self.num_patches, self.in_dim):
+            raise ValueError(
+                f"connector expects features (B, N, {self.num_patches}, {self.in_dim}), "
+                f"got {tuple(features.shape)}"
+            )
+        batch, cameras = features.shape[:2]
+        tokens = self.map_camera(features.flatten(0, 1))  # (B*N, T, D)
+        return tokens.reshape(batch, cameras * self.tokens_per_camera, self.out_dim)  # (B, N*T, D)
+
+
+class MLPConnector(Connector):
+    """LLaVA-1.5's projector: one token per patch."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_patches: int):
+        super().__init__(in_dim, out_dim, num_patches, tokens_per_camera=num_patches)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)  # (M, P, D)
+
+
+class _ResamplerLayer(nn.Module):
+    """Queries attend to [patches; queries] (Flamingo), then a pre-norm feed-forward block."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_queries = nn.LayerNorm(dim)
+        self.norm_patches = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, queries: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        q = self.norm_queries(queries)  # (M, T, D)
+        keys = torch.cat([self.norm_patches(patches), q], dim=1)  # (M, P + T, D)
+        queries = queries + self.attention(q, keys, keys, need_weights=False)[0]
+        return queries + self.ff(self.norm_ff(queries))
+
+
+class ResamplerConnector(Connector):
+    """Perceiver resampler: ``num_queries`` tokens per camera, working at the LLM's width D."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_patches: int, num_queries: int, depth: int, heads: int):
+        if out_dim % heads:
+            raise ValueError(
+                f"resampler: LLM hidden size {out_dim} must be divisible by connector.heads {heads}"
+            )
+        super().__init__(in_dim, out_dim, num_patches, tokens_per_camera=num_queries)
+        self.project = nn.Linear(in_dim, out_dim)
+        # Attention is order-blind: the learned patch position says where in the image a feature is.
+        self.position = nn.Parameter(torch.randn(1, num_patches, out_dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(1, num_queries, out_dim) * 0.02)
+        self.layers = nn.ModuleList(_ResamplerLayer(out_dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(out_dim)
+
+    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
+        patches = self.project(features) + self.position  # (M, P, D)
+        queries = self.queries.expand(features.shape[0], -1, -1)  # (M, T, D)
+        for layer in self.layers:
+            queries = layer(queries, patches)
+        return self.norm(queries)  # (M, T, D)
+
+
+def build_connector(cfg: ConnectorConfig, in_dim: int, out_dim: int, num_patches: int) -> Connector:
+    """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``."""
+    if not isinstance(cfg, ConnectorConfig):
+        raise ValueError(f"build_connector needs a ConnectorConfig, got {type(cfg).__name__}")
+    for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("num_patches", num_patches)):
+        if int(value) < 1:
+            raise ValueError(f"build_connector: {name} must be >= 1, got {value}")
+    if cfg.kind == "mlp":
+        return MLPConnector(in_dim, out_dim, num_patches)
+    if cfg.kind == "resampler":
+        return ResamplerConnector(in_dim, out_dim, num_patches, cfg.num_queries, cfg.depth, cfg.heads)
+    raise ValueError(f"connector.kind must be 'mlp' or 'resampler', got {cfg.kind!r}")
