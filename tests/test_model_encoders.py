@@ -216,3 +216,17 @@ def test_wrong_images_are_a_clear_value_error():
         encoder(images(1, 1))  # one camera where two are configured
     with pytest.raises(ValueError, match="features"):
         build_connector(ConnectorConfig("mlp"), 8, 4, 16)(torch.randn(1, 2, 9, 8))
+
+
+def test_hf_architecture_without_weights_loads_a_checkpoint(tmp_path, hf_folder):
+    """pretrained=False needs only config.json + preprocessor_config.json (what a checkpoint carries)."""
+    for name in ("config.json", "preprocessor_config.json"):
+        (tmp_path / name).write_text((hf_folder / name).read_text())
+    trained = build_vision_encoder(vision_config("hf", True, path=hf_folder), SIZE, CAMERAS[2]).eval()
+    rebuilt = build_vision_encoder(
+        vision_config("hf", True, path=tmp_path), SIZE, CAMERAS[2], pretrained=False
+    )
+    pixels = images(1, 2)
+    assert not torch.allclose(rebuilt.eval()(pixels), trained(pixels))
+    rebuilt.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(rebuilt(pixels), trained(pixels))

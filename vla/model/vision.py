@@ -2,10 +2,9 @@
 
 Three kinds (``VisionConfig.kind``):
 
-- ``resnet18``: the ResNet-18 layout (stem, 4 stages of 2 basic blocks) with GroupNorm instead of BatchNorm,
-  trained from scratch; stage widths ``width/8, width/4, width/2, width``. BatchNorm is avoided because robot
-  batches are small and highly correlated (consecutive frames), which makes batch statistics unreliable, and
-  because train/eval behaviour then differs. Patches are the cells of the last feature map (H/32 x W/32).
+- ``resnet18``: the ResNet-18 layout with GroupNorm, from scratch; stage widths ``width/8 .. width``. Not
+  BatchNorm: robot batches are small and correlated (consecutive frames), so batch statistics are unreliable.
+  Patches are the cells of the last feature map (H/32 x W/32).
 - ``vit``: ``patch`` x ``patch`` patches, learned position embedding, ``depth`` pre-norm transformer blocks.
 - ``hf``: a Hugging Face vision model (SigLIP/DINOv2/CLIP-style) from a local folder, never downloaded;
   features are the patch tokens of its last hidden state (class/register tokens dropped).
@@ -175,12 +174,15 @@ class HFVisionBackbone(nn.Module):
     SigLIP has none. A SigLIP pooling head is dropped (unused here, and unused parameters break DDP).
     """
 
-    def __init__(self, path: str | Path, image_size: tuple[int, int]):
+    def __init__(self, path: str | Path, image_size: tuple[int, int], pretrained: bool = True):
         super().__init__()
-        from transformers import AutoModel  # heavy import, only for this kind
+        from transformers import AutoConfig, AutoModel  # heavy import, only for this kind
 
         folder = hf_folder(path)
-        model = AutoModel.from_pretrained(folder, local_files_only=True).float()
+        if pretrained:
+            model = AutoModel.from_pretrained(folder, local_files_only=True).float()
+        else:  # the architecture only: a checkpoint's weights follow
+            model = AutoModel.from_config(AutoConfig.from_pretrained(folder, local_files_only=True)).float()
         model = getattr(model, "vision_model", model)  # a SigLIP/CLIP image-text model: its image tower
         for module in model.modules():
             if getattr(module, "use_head", False) and hasattr(module, "head"):
@@ -267,9 +269,13 @@ class VisionEncoder(nn.Module):
 
 
 def build_vision_encoder(
-    cfg: VisionConfig, image_size: Sequence[int], cameras: Sequence[str]
+    cfg: VisionConfig, image_size: Sequence[int], cameras: Sequence[str], pretrained: bool = True
 ) -> VisionEncoder:
-    """The encoder ``cfg`` describes for ``cameras`` (slot order) at ``image_size`` (H, W)."""
+    """The encoder ``cfg`` describes for ``cameras`` (slot order) at ``image_size`` (H, W).
+
+    ``pretrained=False`` (kind "hf" only) builds the architecture from the folder's config.json and
+    preprocessor_config.json without reading its weights, for loading a checkpoint that holds them.
+    """
     if not isinstance(cfg, VisionConfig):
         raise ValueError(f"build_vision_encoder needs a VisionConfig, got {type(cfg).__name__}")
     if len(image_size) != 2:
@@ -286,7 +292,7 @@ def build_vision_encoder(
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif cfg.kind == "hf":
         mean, std = hf_image_stats(cfg.path)
-        backbones = [HFVisionBackbone(cfg.path, image_size) for _ in range(count)]
+        backbones = [HFVisionBackbone(cfg.path, image_size, pretrained) for _ in range(count)]
     else:
         raise ValueError(f"vision.kind must be 'resnet18', 'vit' or 'hf', got {cfg.kind!r}")
     return VisionEncoder(backbones, cameras, image_size, mean, std, cfg.frozen)
