@@ -1,0 +1,1 @@
+"""Training: the ``vla-train`` app, its loop, checkpoints and exact resume."""

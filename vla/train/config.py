@@ -1,0 +1,73 @@
+"""Typed configuration of ``vla-train``. Hydra composes it (``configs/train.yaml`` + ``configs/model/*.yaml``)
+against these schemas, registered in the ConfigStore, so a key that does not exist is a hydra error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from vla.model.config import ModelConfig
+
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on CPU
+RESUME_NEVER = "never"
+RESUME_AUTO = "auto"  # continue from <out>/checkpoints/last when it exists
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)  # state_dim/action_dim come from the dataset
+    dataset: str = MISSING  # a LeRobotDataset v3.0 directory
+    out: str = MISSING  # the run directory: checkpoints/, tensorboard/
+    steps: int = 10_000  # optimizer steps in the whole run (the schedule's length)
+    batch_size: int = 8  # samples per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 3e-4  # peak learning rate
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01  # AdamW; never on norms, biases or embeddings
+    warmup_steps: int = 200  # linear warmup, then cosine decay
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
+    seed: int = 0
+    num_workers: int = 0  # DataLoader worker processes (spawned)
+    val_fraction: float = 0.1  # the last episodes, this fraction of them, are held out for validation
+    val_every: int = 500  # steps between validations; 0: never
+    val_batches: int = 20  # batches per validation; 0: the whole validation split
+    save_every: int = 1000  # steps between checkpoints; the last step is always saved
+    log_every: int = 10  # steps between TensorBoard scalars
+    deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact reruns and resumes
+    resume: str = RESUME_AUTO  # "auto" | "never" | a checkpoint directory
+    cache: str | None = None  # VLADataset cache: None (decode videos), "memmap", or a directory
+    precision: str = "auto"
+
+    def __post_init__(self):
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "save_every": self.save_every,
+            "log_every": self.log_every,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name in ("warmup_steps", "num_workers", "val_every", "val_batches"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not self.resume:
+            raise ValueError("resume must be 'auto', 'never' or a checkpoint directory")
+        self.betas = [float(b) for b in self.betas]
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)

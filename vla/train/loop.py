@@ -1,0 +1,165 @@
+"""The training loop: AdamW, warmup + cosine, gradient accumulation and clipping, bf16 autocast on CUDA,
+several processes through ``accelerate``, validation, TensorBoard, checkpoints and exact resume.
+
+The model is anything with the VLA interface (``vla.model.vla.VLA`` by default)::
+
+    Model(config: ModelConfig, stats) ; Model.load(directory) ; model.save(directory)
+    model.loss(batch) -> {"loss": scalar with grad, "token_accuracy": scalar, "l1": scalar}
+
+Launch several GPUs with ``accelerate launch --multi_gpu --num_processes N -m vla.train.app ...``: each
+process reads its own slice of every global batch (``sampler.py``); gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from vla.data.meta import load_meta
+from vla.train import data
+from vla.train.config import TrainConfig
+from vla.train.report import Meter, RunLog
+from vla.train.rng import seed_everything
+from vla.train.sampler import ResumableBatchSampler, fixed_batches
+from vla.train.schedule import lr_factor, param_groups
+from vla.train.state import check_resumable, find_resume, restore_training, save_checkpoint
+
+METRICS = ("loss", "token_accuracy", "l1")
+
+
+class LossModule(nn.Module):
+    """Routes ``forward`` to ``model.loss``: DDP synchronizes gradients only for calls through forward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model.loss(batch)
+
+
+@dataclass
+class TrainResult:
+    step: int  # the last optimizer step done
+    checkpoint: Path | None  # the newest checkpoint of the run
+    train: dict[str, float] = field(default_factory=dict)  # the last logged training metrics
+    val: dict[str, float] = field(default_factory=dict)  # the last validation metrics
+
+
+def default_model_class():
+    from vla.model.vla import VLA  # imported here: a test may train a stand-in without the LLM stack
+
+    return VLA
+
+
+def autocast(precision: str, device: torch.device):
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def train(config: TrainConfig, model_class=None, until: int | None = None) -> TrainResult:
+    """Train (or continue, per ``config.resume``) up to ``config.steps`` optimizer steps.
+
+    ``until`` stops after that step as if the run were interrupted there (the schedule still spans
+    ``config.steps``); a later call resumes from the last checkpoint."""
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(config, model_class or default_model_class(), until)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, config: TrainConfig, accelerator: Accelerator) -> dict[str, float]:
+    """Sample-weighted means of the loss metrics over the fixed validation batches of every process."""
+    model.eval()
+    sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=accelerator.device)
+    for batch in loader:
+        with autocast(config.precision, accelerator.device):
+            out = model.loss(data.to_device(batch, accelerator.device))
+        count = len(batch["instruction"])
+        sums += torch.tensor([float(out[k]) * count for k in METRICS] + [count], device=sums.device)
+    model.train()
+    sums = accelerator.reduce(sums, reduction="sum")
+    return {key: float(sums[i] / sums[-1]) for i, key in enumerate(METRICS)}
+
+
+def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
+    accelerator = Accelerator()
+    seed_everything(config.seed, config.deterministic)
+    meta = load_meta(config.dataset)
+    config = replace(config, model=data.fit_model_config(config.model, meta))
+    resume = find_resume(config)
+    saved_state = check_resumable(resume, config, meta) if resume is not None else None
+    train_set, val_set = data.make_datasets(
+        config.dataset, config.model, meta, config.val_fraction, config.cache
+    )
+    model = model_class.load(resume) if resume is not None else model_class(config.model, train_set.stats)
+    model.train()
+    groups = param_groups(model, config.weight_decay)
+    params = dict(model.named_parameters())
+    optimizer = torch.optim.AdamW(
+        [{"params": [params[n] for n in g.names], "weight_decay": g.weight_decay} for g in groups],
+        lr=config.lr,
+        betas=tuple(config.betas),
+    )
+    wrapped, optimizer = accelerator.prepare(LossModule(model), optimizer)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    sampler = ResumableBatchSampler(len(train_set), config.batch_size, config.seed, rank, world)
+    step = 0
+    if resume is not None:
+        step = restore_training(resume, saved_state, optimizer, groups, params, sampler.position, accelerator)
+    loader = data.make_loader(train_set, sampler, config.num_workers, config.seed)
+    val_loader = None
+    if val_set is not None and config.val_every > 0:
+        val_batches = fixed_batches(
+            len(val_set), config.batch_size, config.val_batches, config.seed, rank, world
+        )
+        val_loader = data.make_loader(val_set, val_batches, config.num_workers, config.seed)
+    stop = min(config.steps, until if until is not None else config.steps)
+    result = TrainResult(step=step, checkpoint=resume)
+    trainable = [p for g in groups for p in (params[n] for n in g.names)]
+    amp = autocast(config.precision, accelerator.device)
+    samples_per_step = config.batch_size * config.grad_accum * world
+    with RunLog(config, step, accelerator.is_main_process) as log:
+        batches = data.train_batches(loader, sampler)
+        meter = Meter()
+        while step < stop:
+            meter.start()
+            lr = config.lr * lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            outs = []
+            for micro in range(config.grad_accum):
+                batch = data.to_device(next(batches), accelerator.device)
+                syncing = micro == config.grad_accum - 1
+                with contextlib.nullcontext() if syncing else accelerator.no_sync(wrapped):
+                    with amp:
+                        out = wrapped(batch)
+                    accelerator.backward(out["loss"] / config.grad_accum)
+                outs.append({k: out[k].detach().float() for k in METRICS})
+            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+            grad_norm = accelerator.clip_grad_norm_(trainable, max_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            meter.add({k: sum(o[k] for o in outs) / len(outs) for k in METRICS}, grad_norm, samples_per_step)
+            if step % config.log_every == 0 or step == stop:
+                result.train = meter.flush(accelerator)
+                log.scalars("train", {**result.train, "lr": lr}, step)
+            if val_loader is not None and (step % config.val_every == 0 or step == config.steps):
+                result.val = validate(model, val_loader, config, accelerator)
+                log.scalars("val", result.val, step)
+            if step % config.save_every == 0 or step == config.steps:
+                result.checkpoint = save_checkpoint(
+                    config, step, model, optimizer, groups, sampler.position, accelerator
+                )
+            log.progress(step, result.train)
+    result.step = step
+    return result

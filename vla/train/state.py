@@ -1,0 +1,156 @@
+"""The trainer's state into and out of checkpoints (layout and primitives in ``checkpoint.py``).
+
+What makes a resume exact: the weights (safetensors, bit for bit), the optimizer state (every tensor, every
+hyper-parameter), the step (the learning rate is a pure function of it), the sampler position (epoch and
+samples consumed; the epoch order is a pure function of seed and epoch) and the RNG states of every
+process (torch, CUDA, numpy, Python), captured after the step's validation and restored last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
+from vla.data.layout import ACTION, STATE
+from vla.data.meta import DatasetMeta
+from vla.train import checkpoint as ckpt
+from vla.train.config import RESUME_AUTO, RESUME_NEVER, TrainConfig
+from vla.train.rng import capture_rng, restore_rng
+from vla.train.sampler import Position
+from vla.train.schedule import ParamGroup
+
+IGNORED_MODEL_FIELDS = ("llm.cache_dir",)  # where converted weights are cached: per machine, not per model
+
+
+def save_checkpoint(
+    config: TrainConfig,
+    step: int,
+    model,
+    optimizer: torch.optim.Optimizer,
+    groups: list[ParamGroup],
+    position: Position,
+    accelerator: Accelerator,
+) -> Path:
+    """Write ``<out>/checkpoints/<step>/`` and point ``last`` at it. Every process must call this."""
+    staging = ckpt.staging_dir(config.out, step)
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    rng_tensors, rng_plain = capture_rng()
+    ckpt.write_rng(staging, accelerator.process_index, rng_tensors)
+    rng_all = gather_object([rng_plain])  # one entry per process, in rank order
+    if accelerator.is_main_process:
+        model.save(staging)
+        ckpt.write_train_config(staging, config)
+        tensors, optimizer_plain = ckpt.optimizer_state(optimizer, groups)
+        ckpt.write_optimizer(staging, tensors)
+        trainer_state = {
+            "format": ckpt.FORMAT_VERSION,
+            "step": step,
+            "position": dataclasses.asdict(position),
+            "num_processes": accelerator.num_processes,
+            "scheduler": {
+                "kind": "linear warmup + cosine (vla.train.schedule.lr_factor)",
+                "step": step,
+                "last_lr": [group["lr"] for group in optimizer.param_groups],
+            },
+            "optimizer": optimizer_plain,
+            "rng": rng_all,
+        }
+        ckpt.write_json_atomic(staging / ckpt.TRAINER_STATE, trainer_state)
+    accelerator.wait_for_everyone()
+    final = Path(config.out) / ckpt.CHECKPOINTS / ckpt.checkpoint_name(step)
+    if accelerator.is_main_process:
+        final = ckpt.publish(config.out, step)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def find_resume(config: TrainConfig) -> Path | None:
+    """The checkpoint this run continues from, per ``config.resume``; None starts afresh."""
+    if config.resume not in (RESUME_AUTO, RESUME_NEVER):
+        directory = Path(config.resume)
+        if not directory.is_dir():
+            raise ckpt.CheckpointError(directory, "resume names no checkpoint directory")
+        return directory
+    last = ckpt.last_checkpoint(config.out)
+    if last is not None and config.resume == RESUME_NEVER:
+        raise ValueError(
+            f"{config.out} already holds a run (checkpoints/last -> {last.name}); "
+            "pass resume=auto to continue it, or choose another out"
+        )
+    return last
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(directory: Path, config: TrainConfig, meta: DatasetMeta) -> dict:
+    """Check that the checkpoint is complete and fits this run's dataset and model; return its trainer
+    state. The model configuration is the checkpoint's: asking for a different one is an error."""
+    ckpt.require_files(directory)
+    path = directory / ckpt.TRAIN_CONFIG
+    saved = ckpt.field(ckpt.read_json(path), "model", path)
+    for name, feature in (("action_dim", ACTION), ("state_dim", STATE)):
+        found = getattr(config.model, name)
+        if ckpt.field(saved, name, path) != found:
+            raise ckpt.CheckpointError(
+                path,
+                f"model.{name} is {saved[name]}, but the dataset at {meta.root} has {found} "
+                f"('{feature}' in its info.json)",
+            )
+    ours = _flatten(dataclasses.asdict(config.model))
+    theirs = _flatten(saved)
+    differ = [
+        f"model.{key}: checkpoint {theirs.get(key)!r}, this run {ours.get(key)!r}"
+        for key in sorted(set(ours) | set(theirs))
+        if key not in IGNORED_MODEL_FIELDS and ours.get(key) != theirs.get(key)
+    ]
+    if differ:
+        raise ckpt.CheckpointError(
+            path, "this run's model differs from the checkpoint's: " + "; ".join(differ)
+        )
+    state = ckpt.read_json(directory / ckpt.TRAINER_STATE)
+    for key in ("step", "position", "optimizer", "rng"):
+        ckpt.field(state, key, directory / ckpt.TRAINER_STATE)
+    return state
+
+
+def restore_training(
+    directory: Path,
+    state: dict,
+    optimizer: torch.optim.Optimizer,
+    groups: list[ParamGroup],
+    params: dict[str, torch.nn.Parameter],
+    position: Position,
+    accelerator: Accelerator,
+) -> int:
+    """Load the optimizer, sampler position and RNG states; return the step to continue from.
+    Call it last before training: restoring the RNG states must be the final draw-free act."""
+    state_path = directory / ckpt.TRAINER_STATE
+    ckpt.load_optimizer_state(optimizer, groups, params, directory, state["optimizer"])
+    saved_position = state["position"]
+    position.epoch = int(ckpt.field(saved_position, "epoch", state_path))
+    position.sample = int(ckpt.field(saved_position, "sample", state_path))
+    rank = accelerator.process_index
+    if rank >= len(state["rng"]):
+        raise ckpt.CheckpointError(
+            state_path,
+            f"rng has states for {len(state['rng'])} processes; this run has {accelerator.num_processes} "
+            "(resume with the same number of processes)",
+        )
+    restore_rng(ckpt.read_rng(directory, rank), state["rng"][rank])
+    return int(state["step"])
