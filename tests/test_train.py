@@ -13,6 +13,7 @@ import math
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,3 +303,50 @@ def test_unknown_config_key_is_a_hydra_error(tmp_path, override):
     assert run.returncode != 0
     assert override.split("=")[1 if "nonexistent" in override else 0].split(".")[-1] in run.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_is_exact_with_worker_processes(dataset, tmp_path):
+    options = {"num_workers": 1, "grad_accum": 2, "steps": 5, "val_every": 0}  # killed at 3: resumes from 2
+    straight = train(make_config(dataset, tmp_path / "a", **options), ToyVLA)
+    train(make_config(dataset, tmp_path / "b", **options), ToyVLA, until=3)
+    resumed = train(make_config(dataset, tmp_path / "b", **options), ToyVLA)
+    a, b = weights(straight.checkpoint), weights(resumed.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+DDP_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_train import NoDropoutToy, ToyVLA, make_config
+from vla.train.loop import train
+dataset, out = sys.argv[2], sys.argv[3]
+train(make_config(dataset, out + "/plain", batch_size=2, steps=2, warmup_steps=0), NoDropoutToy)
+train(make_config(dataset, out + "/a", batch_size=2, grad_accum=2), ToyVLA)
+train(make_config(dataset, out + "/b", batch_size=2, grad_accum=2), ToyVLA, until=2)
+train(make_config(dataset, out + "/b", batch_size=2, grad_accum=2), ToyVLA)
+"""
+
+
+def test_two_processes_average_gradients_and_resume_exactly(dataset, tmp_path):
+    """Two CPU processes (torchrun, gloo) through accelerate: DDP averages their gradients (2 x batch 2
+    equals one process with batch 4), each writes its RNG state, and resume stays exact."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
+    run = subprocess.run(
+        [*command, str(Path(__file__).parent), str(dataset), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    single = train(
+        make_config(dataset, tmp_path / "single", batch_size=4, steps=2, warmup_steps=0), NoDropoutToy
+    )
+    plain = weights(tmp_path / "plain/checkpoints/000002")
+    for key, value in weights(single.checkpoint).items():
+        torch.testing.assert_close(plain[key], value, rtol=1e-4, atol=1e-5)
+    a, b = weights(tmp_path / "a/checkpoints/000004"), weights(tmp_path / "b/checkpoints/000004")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b/checkpoints/000004/rng_state_1.safetensors").is_file()

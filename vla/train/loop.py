@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -90,8 +91,20 @@ def validate(model: nn.Module, loader, config: TrainConfig, accelerator: Acceler
     return {key: float(sums[i] / sums[-1]) for i, key in enumerate(METRICS)}
 
 
+def make_accelerator() -> Accelerator:
+    # cpu=True on a machine without CUDA: accelerate only sets up multi-process CPU training (gloo) when
+    # asked to, and would otherwise run each torchrun process alone, all writing the same run directory.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RuntimeError(
+            f"launched as {launched} processes (WORLD_SIZE) but accelerate runs {accelerator.num_processes}"
+        )
+    return accelerator
+
+
 def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     seed_everything(config.seed, config.deterministic)
     meta = load_meta(config.dataset)
     config = replace(config, model=data.fit_model_config(config.model, meta))
