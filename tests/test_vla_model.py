@@ -1,0 +1,127 @@
+"""The VLA network on CPU: shapes, constrained decoding, checkpoints, and that it can learn at all."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vla.data.dataset import VLADataset, collate
+from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+from vla.model.vla import VLA
+
+CAMERAS = ["agentview", "wrist"]
+
+
+def small_config(**overrides) -> ModelConfig:
+    options = {
+        "vision": VisionConfig(kind="resnet18", width=64),
+        "connector": ConnectorConfig(kind="resampler", num_queries=4),
+        "llm": LLMConfig(name="tiny", hidden_size=128, num_layers=2, num_heads=4, intermediate_size=256),
+        "cameras": CAMERAS,
+        "image_size": [32, 32],
+        "chunk_size": 4,
+    }
+    options.update(overrides)
+    return ModelConfig(**options)
+
+
+@pytest.fixture
+def dataset(make_dataset):
+    return VLADataset(make_dataset(episodes=2, lengths=[6, 5]), cameras=CAMERAS, chunk_size=4)
+
+
+@pytest.fixture
+def batch(dataset):
+    return collate([dataset[i] for i in range(8)])
+
+
+def model_for(dataset, **overrides) -> VLA:
+    torch.manual_seed(0)
+    return VLA(small_config(**overrides), dataset.stats)
+
+
+def test_loss_is_finite_and_backpropagates(dataset, batch):
+    vla = model_for(dataset)
+    out = vla.loss(batch)
+    assert torch.isfinite(out["loss"]) and 0 <= out["token_accuracy"] <= 1 and out["l1"] >= 0
+    out["loss"].backward()
+    grads = [p.grad for p in vla.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads[:3])
+    assert vla.vision.parameters().__next__().grad is not None, "gradients must reach the vision encoder"
+
+
+def test_predict_decodes_every_output_into_the_action_range(dataset, batch):
+    vla = model_for(dataset)
+    actions = vla.predict(batch)
+    assert actions.shape == (8, 4, 7) and actions.dtype == np.float32
+    q01 = np.asarray(dataset.stats["action"]["q01"])
+    q99 = np.asarray(dataset.stats["action"]["q99"])
+    assert np.all(actions >= q01 - 1e-4) and np.all(actions <= q99 + 1e-4)
+
+
+def test_kv_cache_decoding_matches_full_recomputation(dataset, batch):
+    vla = model_for(dataset).eval()
+    cached = vla.predict(batch)
+    # Greedy decoding without the cache: re-run the whole sequence for every token.
+    with torch.no_grad():
+        embeds, mask = vla._prefix(batch)
+        chosen = []
+        for _ in range(vla.config.action_tokens):
+            tokens = vla.action_ids[torch.stack(chosen, 1)] if chosen else None
+            inputs = embeds if tokens is None else torch.cat([embeds, vla._embed(tokens)], 1)
+            full = torch.cat(
+                [mask, torch.ones(mask.shape[0], inputs.shape[1] - mask.shape[1], dtype=mask.dtype)], 1
+            )
+            positions = (full.cumsum(-1) - 1).clamp(min=0)
+            logits = vla.llm(inputs_embeds=inputs, attention_mask=full, position_ids=positions).logits
+            chosen.append(logits[:, -1, vla.action_ids].argmax(-1))
+    recomputed = vla.processor.decode(vla.action_ids[torch.stack(chosen, 1)].numpy())
+    np.testing.assert_array_equal(cached, recomputed)
+
+
+def test_save_then_load_gives_identical_actions(dataset, batch, tmp_path):
+    vla = model_for(dataset).eval()
+    vla.save(tmp_path / "ckpt")
+    loaded = VLA.load(tmp_path / "ckpt").eval()
+    np.testing.assert_array_equal(vla.predict(batch), loaded.predict(batch))
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt")), "nothing pickled"
+
+
+def test_a_checkpoint_with_a_missing_file_or_wrong_shapes_is_refused(dataset, tmp_path):
+    vla = model_for(dataset)
+    vla.save(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    config["action_dim"] = 6
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError):
+        VLA.load(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "stats.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"stats\.json"):
+        VLA.load(tmp_path / "ckpt")
+
+
+def test_missing_normalization_statistics_are_an_error(dataset):
+    stats = {k: dict(v) for k, v in dataset.stats.items()}
+    del stats["action"]["q99"]
+    with pytest.raises(ValueError, match="q99"):
+        VLA(small_config(), stats)
+
+
+def test_tiny_model_overfits_one_batch_within_a_minute(dataset, batch):
+    torch.manual_seed(0)
+    vla = model_for(dataset)
+    optimizer = torch.optim.AdamW([p for p in vla.parameters() if p.requires_grad], lr=2e-3)
+    start, accuracy = time.monotonic(), 0.0
+    while time.monotonic() - start < 60:
+        out = vla.loss(batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        accuracy = out["token_accuracy"].item()
+        if accuracy >= 0.99:
+            break
+    assert accuracy >= 0.99, f"token accuracy {accuracy:.3f} after {time.monotonic() - start:.0f} s"

@@ -1,0 +1,156 @@
+"""The VLA network: images, proprioception and an instruction in an LLM's token space; action tokens out.
+
+Sequence, per sample (left padding keeps every sample's action tokens at the same positions)::
+
+    [image tokens, camera by camera][state token][pad ... pad][prompt tokens][action tokens]
+
+Training is teacher-forced cross-entropy on the action tokens only. Inference decodes the K * D action
+tokens autoregressively with a KV cache, the logits restricted to the action ids (constrained decoding:
+every output decodes), then un-normalizes them with the dataset statistics the model carries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla.model.backbone import Backbone, build_backbone
+from vla.model.config import ModelConfig
+from vla.model.connector import build_connector
+from vla.model.io import load_vla, save_vla
+from vla.model.processor import Processor
+from vla.model.state import StateEncoder
+from vla.model.vision import build_vision_encoder
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class VLA(nn.Module):
+    def __init__(
+        self, config: ModelConfig, stats: dict, backbone: Backbone | None = None, pretrained: bool = True
+    ):
+        """``pretrained=False`` builds the architecture only, for a checkpoint's weights to be loaded into."""
+        super().__init__()
+        self.config = config
+        self.stats = stats
+        self.backbone = backbone or build_backbone(config.llm, config.num_bins, pretrained=pretrained)
+        hidden = self.backbone.hidden_size
+        self.vision = build_vision_encoder(
+            config.vision, tuple(config.image_size), config.cameras, pretrained=pretrained
+        )
+        self.connector = build_connector(
+            config.connector, self.vision.out_dim, hidden, self.vision.num_patches
+        )
+        self.state_encoder = StateEncoder(config.state_dim, hidden)
+        self.llm = self._adapt_llm(self.backbone.model, config)
+        self.processor = Processor(config, stats, self.backbone.tokenizer, self.backbone.action_token_ids)
+        self.register_buffer("action_ids", torch.as_tensor(self.backbone.action_token_ids), persistent=False)
+        tokenizer = self.processor.actions
+        self.register_buffer(
+            "action_q01", torch.as_tensor(tokenizer.q01, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            "action_q99", torch.as_tensor(tokenizer.q99, dtype=torch.float32), persistent=False
+        )
+
+    @staticmethod
+    def _adapt_llm(llm: nn.Module, config: ModelConfig) -> nn.Module:
+        if config.lora_rank > 0:
+            from peft import LoraConfig, get_peft_model  # imported only when asked for
+
+            lora = LoraConfig(
+                r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules=LORA_TARGETS
+            )
+            llm = get_peft_model(llm, lora)
+        elif config.freeze_llm:
+            llm.requires_grad_(False)
+        return llm
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_ids.device
+
+    def _embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(token_ids)
+
+    def _prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, P, H) and attention mask (B, P) of images, state and prompt."""
+        missing = [c for c in self.config.cameras if c not in batch["images"]]
+        if missing:
+            raise ValueError(f"batch lacks cameras {missing}; it has {sorted(batch['images'])}")
+        images = torch.stack([batch["images"][c].to(self.device) for c in self.config.cameras], dim=1)
+        image_tokens = self.connector(self.vision(images))  # (B, N*T, H)
+        state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
+        prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
+        text = self._embed(prompt_ids)  # (B, L, H)
+        dtype = text.dtype
+        embeds = torch.cat([image_tokens.to(dtype), state_token.to(dtype), text], dim=1)
+        fixed = torch.ones(
+            embeds.shape[0], embeds.shape[1] - text.shape[1], dtype=prompt_mask.dtype, device=self.device
+        )
+        return embeds, torch.cat([fixed, prompt_mask], dim=1)
+
+    def loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Cross-entropy on the action tokens; token accuracy and L1 of the de-tokenized argmax actions."""
+        embeds, mask = self._prefix(batch)
+        actions = batch["actions"].to(self.device)
+        targets, valid = self.processor.action_targets(actions, batch["action_mask"].to(self.device))
+        inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
+        full_mask = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
+        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.llm(
+            inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions, use_cache=False
+        )
+        logits = out.logits[:, embeds.shape[1] - 1 :].float()  # (B, K*D, V)
+        loss = F.cross_entropy(logits[valid], targets[valid])
+        with torch.no_grad():
+            accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
+            predicted = self._bins_to_actions(logits[..., self.action_ids].argmax(-1))  # (B, K, D)
+            step_valid = batch["action_mask"].to(self.device).bool()
+            l1 = (predicted - actions).abs()[step_valid].mean()
+        return {"loss": loss, "token_accuracy": accuracy, "l1": l1}
+
+    def _bins_to_actions(self, bins: torch.Tensor) -> torch.Tensor:
+        """(B, K*D) bin indices -> (B, K, D) un-normalized bin centres (torch twin of ActionTokenizer.decode)."""
+        centres = (bins.float() + 0.5) / self.config.num_bins * 2 - 1
+        centres = centres.view(bins.shape[0], self.config.chunk_size, self.config.action_dim)
+        return (centres + 1) / 2 * (self.action_q99 - self.action_q01) + self.action_q01
+
+    @torch.no_grad()
+    def predict(self, batch: dict) -> np.ndarray:
+        """(B, K, D) float32 actions: greedy, constrained to action tokens, one token at a time with a KV cache."""
+        was_training = self.training
+        self.eval()
+        try:
+            embeds, mask = self._prefix(batch)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+            bins = []
+            for step in range(self.config.action_tokens):
+                choice = out.logits[:, -1, self.action_ids].argmax(-1)  # (B,)
+                bins.append(choice)
+                if step == self.config.action_tokens - 1:
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                positions = positions[:, -1:] + 1
+                out = self.llm(
+                    inputs_embeds=self._embed(self.action_ids[choice])[:, None],
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+        finally:
+            self.train(was_training)
+        token_ids = self.action_ids[torch.stack(bins, dim=1)].cpu().numpy()
+        return self.processor.decode(token_ids)
+
+    def save(self, directory) -> None:
+        """A self-contained checkpoint: weights, config, statistics and the backbone's config and tokenizer."""
+        save_vla(self, directory)
+
+    @classmethod
+    def load(cls, directory) -> VLA:
+        return load_vla(directory, cls)
