@@ -95,7 +95,7 @@ class NoDropoutToy(ToyVLA):
 
 
 def make_config(dataset, out, **overrides) -> TrainConfig:
-    model = ModelConfig(image_size=[32, 32], chunk_size=4, **overrides.pop("model", {}))
+    model = ModelConfig(**({"image_size": [32, 32], "chunk_size": 4} | overrides.pop("model", {})))
     settings = dict(
         steps=4, batch_size=4, lr=1e-2, warmup_steps=1, save_every=2, log_every=1, val_every=2, val_batches=2,
         val_fraction=0.25, deterministic=True,
@@ -252,6 +252,11 @@ def test_model_that_does_not_fit_the_dataset_is_an_error(dataset, tmp_path):
         train(make_config(dataset, tmp_path / "b", model={"action_dim": 9}), ToyVLA)
 
 
+def test_keep_last_prunes_old_checkpoints(dataset, tmp_path):
+    train(make_config(dataset, tmp_path / "run", steps=7, save_every=1, keep_last=2, val_every=0), ToyVLA)
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["000006", "000007", "last"]
+
+
 def test_resume_never_refuses_an_existing_run(dataset, tmp_path):
     train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
     with pytest.raises(ValueError, match="already holds a run"):
@@ -350,3 +355,70 @@ def test_two_processes_average_gradients_and_resume_exactly(dataset, tmp_path):
     a, b = weights(tmp_path / "a/checkpoints/000004"), weights(tmp_path / "b/checkpoints/000004")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "b/checkpoints/000004/rng_state_1.safetensors").is_file()
+
+
+TINY_CLI = [
+    "model=tiny",
+    "model.image_size=[32,32]",
+    "model.chunk_size=2",
+    "model.vision.width=64",
+    "model.llm.hidden_size=64",
+    "model.llm.num_layers=2",
+    "model.llm.num_heads=2",
+    "model.llm.intermediate_size=128",
+    "batch_size=2",
+    "val_fraction=0.34",
+    "val_every=2",
+    "val_batches=1",
+    "save_every=2",
+    "log_every=1",
+]
+
+
+def test_vla_train_trains_the_tiny_vla(make_dataset, tmp_path):
+    """The real model through the real command: 2 steps, a self-contained checkpoint, then a resume."""
+    from vla.data.dataset import VLADataset, collate
+    from vla.model.vla import VLA
+
+    dataset = make_dataset(episodes=3, lengths=[6, 6, 6])
+    command = [
+        sys.executable,
+        "-m",
+        "vla.train.app",
+        f"dataset={dataset}",
+        f"out={tmp_path / 'run'}",
+        *TINY_CLI,
+    ]
+    run = subprocess.run([*command, "steps=2"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    checkpoint = tmp_path / "run/checkpoints/000002"
+    assert "step 2; checkpoint" in run.stdout and "validation: loss" in run.stdout
+    assert {"model.safetensors", "config.json", "stats.json", "backbone", "optimizer.safetensors"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
+    model = VLA.load(checkpoint)
+    samples = VLADataset(dataset, cameras=model.config.cameras, image_size=(32, 32), chunk_size=2)
+    assert model.predict(collate([samples[0], samples[7]])).shape == (2, 2, 7)
+    resumed = subprocess.run([*command, "steps=3"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (tmp_path / "run/checkpoints/last").read_text() == "000003\n"
+    assert json.loads((tmp_path / "run/checkpoints/000003/trainer_state.json").read_text())["step"] == 3
+
+
+def test_resume_is_exact_with_the_tiny_vla(make_dataset, tmp_path):
+    """The issue's test on the real model: 2 steps, resume, 2 more == 4 straight steps, bit for bit."""
+    from vla.model.config import LLMConfig
+
+    dataset = make_dataset(episodes=3, lengths=[6, 6, 6])
+    small = {
+        "vision": VisionConfig(width=64),
+        "llm": LLMConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+        "chunk_size": 2,
+    }
+    options = {"model": small, "batch_size": 2, "lr": 1e-3, "val_fraction": 0.34, "val_batches": 1}
+    straight = train(make_config(dataset, tmp_path / "a", **options))
+    train(make_config(dataset, tmp_path / "b", **options), until=2)
+    resumed = train(make_config(dataset, tmp_path / "b", **options))
+    a, b = weights(straight.checkpoint), weights(resumed.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.val == resumed.val

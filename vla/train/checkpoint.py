@@ -83,6 +83,17 @@ def publish(out: str | Path, step: int) -> Path:
     return final
 
 
+def prune(out: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints (0 keeps all); ``last``'s target always stays."""
+    root = Path(out) / CHECKPOINTS
+    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    current = last_checkpoint(out)
+    doomed = [p for p in steps[:-keep] if p != current] if keep > 0 else []
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
+
+
 def read_json(path: Path):
     if not path.is_file():
         raise CheckpointError(path, "file not found")

@@ -35,6 +35,7 @@ class TrainConfig:
     val_every: int = 500  # steps between validations; 0: never
     val_batches: int = 20  # batches per validation; 0: the whole validation split
     save_every: int = 1000  # steps between checkpoints; the last step is always saved
+    keep_last: int = 0  # checkpoints kept on disk, the oldest deleted first; 0 keeps every one
     log_every: int = 10  # steps between TensorBoard scalars
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact reruns and resumes
     resume: str = RESUME_AUTO  # "auto" | "never" | a checkpoint directory
@@ -52,7 +53,7 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        for name in ("warmup_steps", "num_workers", "val_every", "val_batches"):
+        for name in ("warmup_steps", "num_workers", "val_every", "val_batches", "keep_last"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:

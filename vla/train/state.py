@@ -68,6 +68,7 @@ def save_checkpoint(
     final = Path(config.out) / ckpt.CHECKPOINTS / ckpt.checkpoint_name(step)
     if accelerator.is_main_process:
         final = ckpt.publish(config.out, step)
+        ckpt.prune(config.out, config.keep_last)
     accelerator.wait_for_everyone()
     return final
 
