@@ -193,7 +193,12 @@ def test_checkpoint_files_and_last_pointer(dataset, tmp_path):
     assert saved["model"]["action_dim"] == 7 and saved["model"]["state_dim"] == 17 and saved["steps"] == 3
     optimizer = load_file(result.checkpoint / "optimizer.safetensors")
     assert {"head.0.weight/exp_avg", "head.0.weight/exp_avg_sq", "head.0.weight/step"} <= optimizer.keys()
-    assert (tmp_path / "run/tensorboard").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run/tensorboard")).Reload()
+    train_tags = {f"train/{k}" for k in ("loss", "lr", "grad_norm", "samples_per_s", "token_accuracy", "l1")}
+    assert train_tags | {"val/loss", "val/token_accuracy", "val/l1"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
     assert set(result.val) == {"loss", "token_accuracy", "l1"}
 
 

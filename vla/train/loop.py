@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from torch import nn
+from torch.utils.data import DataLoader
 
 from vla.data.meta import load_meta
 from vla.train import data
@@ -28,7 +29,7 @@ from vla.train.config import TrainConfig
 from vla.train.report import Meter, RunLog
 from vla.train.rng import seed_everything
 from vla.train.sampler import ResumableBatchSampler, fixed_batches
-from vla.train.schedule import lr_factor, param_groups
+from vla.train.schedule import ParamGroup, lr_factor, param_groups
 from vla.train.state import check_resumable, find_resume, restore_training, save_checkpoint
 
 METRICS = ("loss", "token_accuracy", "l1")
@@ -103,7 +104,25 @@ def make_accelerator() -> Accelerator:
     return accelerator
 
 
-def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
+@dataclass
+class Run:
+    """Everything one training run holds, set up by ``_setup``."""
+
+    config: TrainConfig  # model section fitted to the dataset
+    accelerator: Accelerator
+    model: nn.Module  # the VLA itself (saved, validated)
+    wrapped: nn.Module  # LossModule(model), prepared (DDP across processes)
+    optimizer: torch.optim.Optimizer
+    groups: list[ParamGroup]
+    params: dict[str, nn.Parameter]
+    sampler: ResumableBatchSampler
+    loader: DataLoader
+    val_loader: DataLoader | None
+    step: int  # optimizer steps done
+    resumed_from: Path | None
+
+
+def _setup(config: TrainConfig, model_class) -> Run:
     accelerator = make_accelerator()
     seed_everything(config.seed, config.deterministic)
     meta = load_meta(config.dataset)
@@ -126,53 +145,81 @@ def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = ResumableBatchSampler(len(train_set), config.batch_size, config.seed, rank, world)
     step = 0
-    if resume is not None:
+    if resume is not None:  # last: restoring the RNG states must follow every draw of the set-up
         step = restore_training(resume, saved_state, optimizer, groups, params, sampler.position, accelerator)
-    loader = data.make_loader(train_set, sampler, config.num_workers, config.seed)
     val_loader = None
     if val_set is not None and config.val_every > 0:
         val_batches = fixed_batches(
             len(val_set), config.batch_size, config.val_batches, config.seed, rank, world
         )
         val_loader = data.make_loader(val_set, val_batches, config.num_workers, config.seed)
+    loader = data.make_loader(train_set, sampler, config.num_workers, config.seed)
+    return Run(
+        config,
+        accelerator,
+        model,
+        wrapped,
+        optimizer,
+        groups,
+        params,
+        sampler,
+        loader,
+        val_loader,
+        step,
+        resume,
+    )
+
+
+def _optimizer_step(run: Run, batches, amp) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
+    """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm before clipping, lr).
+    Gradients are synchronized across processes only on the last micro-batch."""
+    config, accelerator = run.config, run.accelerator
+    lr = config.lr * lr_factor(run.step, config.warmup_steps, config.steps, config.min_lr_ratio)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    sums = dict.fromkeys(METRICS, 0.0)
+    for micro in range(config.grad_accum):
+        batch = data.to_device(next(batches), accelerator.device)
+        syncing = micro == config.grad_accum - 1
+        with contextlib.nullcontext() if syncing else accelerator.no_sync(run.wrapped):
+            with amp:
+                out = run.wrapped(batch)
+            # Each micro-batch weighs the same, as the samples of one big batch would.
+            accelerator.backward(out["loss"] / config.grad_accum)
+        sums = {k: sums[k] + out[k].detach().float() / config.grad_accum for k in METRICS}
+    trainable = [run.params[name] for group in run.groups for name in group.names]
+    grad_norm = accelerator.clip_grad_norm_(trainable, config.grad_clip if config.grad_clip > 0 else math.inf)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    return sums, grad_norm, lr
+
+
+def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
+    run = _setup(config, model_class)
+    config, accelerator = run.config, run.accelerator
     stop = min(config.steps, until if until is not None else config.steps)
-    result = TrainResult(step=step, checkpoint=resume)
-    trainable = [p for g in groups for p in (params[n] for n in g.names)]
+    result = TrainResult(step=run.step, checkpoint=run.resumed_from)
     amp = autocast(config.precision, accelerator.device)
-    samples_per_step = config.batch_size * config.grad_accum * world
-    with RunLog(config, step, accelerator.is_main_process) as log:
-        batches = data.train_batches(loader, sampler)
+    samples_per_step = config.batch_size * config.grad_accum * accelerator.num_processes
+    with RunLog(config, run.step, accelerator.is_main_process) as log:
+        batches = data.train_batches(run.loader, run.sampler)
         meter = Meter()
-        while step < stop:
+        while run.step < stop:
             meter.start()
-            lr = config.lr * lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            outs = []
-            for micro in range(config.grad_accum):
-                batch = data.to_device(next(batches), accelerator.device)
-                syncing = micro == config.grad_accum - 1
-                with contextlib.nullcontext() if syncing else accelerator.no_sync(wrapped):
-                    with amp:
-                        out = wrapped(batch)
-                    accelerator.backward(out["loss"] / config.grad_accum)
-                outs.append({k: out[k].detach().float() for k in METRICS})
-            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-            grad_norm = accelerator.clip_grad_norm_(trainable, max_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            meter.add({k: sum(o[k] for o in outs) / len(outs) for k in METRICS}, grad_norm, samples_per_step)
+            metrics, grad_norm, lr = _optimizer_step(run, batches, amp)
+            meter.add(metrics, grad_norm, samples_per_step)
+            step = run.step
             if step % config.log_every == 0 or step == stop:
                 result.train = meter.flush(accelerator)
                 log.scalars("train", {**result.train, "lr": lr}, step)
-            if val_loader is not None and (step % config.val_every == 0 or step == config.steps):
-                result.val = validate(model, val_loader, config, accelerator)
+            if run.val_loader is not None and (step % config.val_every == 0 or step == config.steps):
+                result.val = validate(run.model, run.val_loader, config, accelerator)
                 log.scalars("val", result.val, step)
             if step % config.save_every == 0 or step == config.steps:
                 result.checkpoint = save_checkpoint(
-                    config, step, model, optimizer, groups, sampler.position, accelerator
+                    config, step, run.model, run.optimizer, run.groups, run.sampler.position, accelerator
                 )
             log.progress(step, result.train)
-    result.step = step
+    result.step = run.step
     return result
