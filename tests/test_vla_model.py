@@ -125,3 +125,19 @@ def test_tiny_model_overfits_one_batch_within_a_minute(dataset, batch):
         if accuracy >= 0.99:
             break
     assert accuracy >= 0.99, f"token accuracy {accuracy:.3f} after {time.monotonic() - start:.0f} s"
+
+
+def test_freeze_llm_leaves_only_the_encoders_trainable(dataset):
+    vla = model_for(dataset, freeze_llm=True)
+    assert not any(p.requires_grad for p in vla.llm.parameters())
+    assert all(p.requires_grad for p in vla.connector.parameters())
+
+
+def test_lora_trains_adapters_only_and_round_trips(dataset, batch, tmp_path):
+    vla = model_for(dataset, lora_rank=4)
+    trainable = [name for name, p in vla.llm.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    vla.loss(batch)["loss"].backward()
+    assert all(p.grad is not None for name, p in vla.llm.named_parameters() if p.requires_grad)
+    vla.eval().save(tmp_path / "ckpt")
+    np.testing.assert_array_equal(vla.predict(batch), VLA.load(tmp_path / "ckpt").eval().predict(batch))
