@@ -19,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from vla.data.video import encode_video
+from vla.data.video import decode_frames, encode_video
 from vla.data.writer import DatasetWriter, Episode
 
 TASKS = ("pick up the red block", "open the top drawer")
@@ -144,3 +146,30 @@ def make_dataset(tmp_path_factory):
         return root
 
     return make
+
+
+# -- reading a written dataset back, for the data tests ---------------------------------------------------
+def read_rows(meta) -> dict[str, np.ndarray]:
+    table = pa.concat_tables([pq.read_table(path) for path in meta.data_files()])
+    out = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(column.type):
+            out[name] = column.flatten().to_numpy().reshape(len(column), column.type.list_size)
+        else:
+            out[name] = column.to_numpy()
+    return out
+
+
+def full_episode_rows(root) -> list[dict]:
+    """meta/episodes rows with the per-episode stats columns (which load_meta leaves out)."""
+    files = sorted(root.glob("meta/episodes/chunk-*/file-*.parquet"))
+    return pa.concat_tables([pq.read_table(path) for path in files]).to_pylist()
+
+
+def decode_episode(meta, episode: dict, key: str) -> np.ndarray:
+    chunk, file = episode[f"videos/{key}/chunk_index"], episode[f"videos/{key}/file_index"]
+    times = (
+        episode[f"videos/{key}/from_timestamp"] + np.arange(episode["length"], dtype=np.float32) / meta.fps
+    )
+    return decode_frames(meta.video_file(key, chunk, file), times)
