@@ -68,11 +68,12 @@ def report_markdown(document: dict) -> str:
     )
 
 
-def write_report(out: str | Path, document: dict) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``report.md`` under ``out``; return their paths."""
+def write_report(out: str | Path, document: dict, markdown: str | None = None) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``report.md`` (``markdown``, by default the expert report) under ``out``;
+    return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path, report_path = out / "results.json", out / "report.md"
     results_path.write_text(json.dumps(document, indent=2) + "\n")
-    report_path.write_text(report_markdown(document))
+    report_path.write_text(report_markdown(document) if markdown is None else markdown)
     return results_path, report_path

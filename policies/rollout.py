@@ -1,24 +1,19 @@
 """One closed-loop episode of a policy in a simulator environment.
 
-The policy interface is the stack's everywhere (scripted experts, learned VLAs, served models):
-``reset()`` at an episode's start and ``infer(obs) -> {"actions": (K, 7)}``, a chunk of K actions that is
-executed in order before the policy is asked again, so chunked policies run at their trained rate.
+The policy interface (``policies.base.Policy``) is the stack's everywhere (scripted experts, learned VLAs,
+served models): ``reset()`` at an episode's start and ``infer(obs) -> {"actions": (K, 7)}``, a chunk of K
+actions that is executed in order here before the policy is asked again (``vla-eval`` chooses how chunks
+are executed: ``policies.chunking``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from policies.base import Policy
 from sim.contract import ACTION_DIM
-
-
-class Policy(Protocol):
-    def reset(self) -> None: ...
-
-    def infer(self, obs: dict) -> dict[str, np.ndarray]: ...
 
 
 @dataclass

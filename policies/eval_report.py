@@ -1,0 +1,144 @@
+"""What ``vla-eval`` writes besides the numbers: the protocol, the videos, the markdown and TensorBoard.
+
+The results document (``results.json``, schema in docs/evaluation.md) extends ``policies.report``'s: each
+task's entry also lists its episodes, and the protocol holds everything needed to reproduce the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+import sim
+from policies.report import markdown_table
+from policies.rollout import EpisodeResult
+from policies.video import caption, write_mp4
+
+HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
+TENSORBOARD = "tensorboard"
+VERSIONED = ("vla-stack", "torch", "transformers", "mujoco", "gymnasium", "numpy")
+
+
+def episode_entry(result: EpisodeResult) -> dict:
+    """One episode in ``results.json``."""
+    return {
+        "seed": result.seed,
+        "success": result.success,
+        "length": result.length,
+        "instruction": result.instruction,
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def policy_protocol(policy) -> dict:
+    """What identifies the policy: the checkpoint (path, weights digest, model summary) or the expert."""
+    checkpoint = getattr(policy, "checkpoint", None)
+    config = getattr(policy, "config", None)
+    entry = {"policy": type(policy).__name__, "checkpoint": None}
+    if checkpoint is not None:
+        entry["checkpoint"] = str(Path(checkpoint).resolve())
+        entry["checkpoint_sha256"] = file_sha256(Path(checkpoint) / "model.safetensors")
+    if config is not None:
+        entry["model"] = {
+            "llm": config.llm.name,
+            "vision": config.vision.kind,
+            "cameras": list(config.cameras),
+            "image_size": list(config.image_size),
+            "chunk_size": config.chunk_size,
+        }
+        entry["camera_map"] = dict(policy.camera_map)
+    if hasattr(policy, "noise"):
+        entry["expert_noise"] = policy.noise
+    return entry
+
+
+def protocol(policy, env_config: sim.EnvConfig, seeds: list[int], max_steps: dict, execution: dict) -> dict:
+    """Everything the numbers depend on; ``execution``: chunking, n_action_steps, ensemble_coeff, num_envs,
+    device."""
+    env = asdict(env_config)
+    env.pop("max_steps")  # per task below: the task's limit or the override
+    return {
+        **policy_protocol(policy),
+        "seeds": list(seeds),
+        "episodes_per_task": len(seeds),
+        "max_steps": max_steps,
+        **execution,
+        **env,
+        "versions": versions(),
+    }
+
+
+def _clip(result: EpisodeResult, fps: float) -> np.ndarray:
+    frames = caption(result.frames, f"{result.instruction} (seed {result.seed})", result.success)
+    return np.concatenate([frames, np.repeat(frames[-1:], round(HOLD_SECONDS * fps), axis=0)])
+
+
+def write_task_video(out: Path, task: str, clips: list[EpisodeResult], fps: float) -> str | None:
+    """``<out>/videos/<task>.mp4``: the clips one after the other, captioned; its path relative to ``out``."""
+    if not clips:
+        return None
+    path = out / "videos" / f"{task}.mp4"
+    write_mp4(path, np.concatenate([_clip(result, fps) for result in clips]), fps)
+    return path.relative_to(out).as_posix()
+
+
+def scalars(document: dict) -> dict[str, float]:
+    """The TensorBoard scalars of a results document (the trainer's periodic evaluation logs these too)."""
+    values = {"eval/mean_success": document["mean_success"]}
+    for task, entry in document["tasks"].items():
+        values[f"eval/success/{task}"] = entry["success_rate"]
+        values[f"eval/mean_length/{task}"] = entry["mean_length"]
+    return values
+
+
+def write_tensorboard(log_dir: Path, document: dict, step: int = 0) -> None:
+    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard and torch: only here
+
+    with SummaryWriter(str(log_dir)) as writer:
+        for tag, value in scalars(document).items():
+            writer.add_scalar(tag, value, step)
+
+
+def report_markdown(document: dict) -> str:
+    p = document["protocol"]
+    if p["checkpoint"]:
+        policy = f"checkpoint `{p['checkpoint']}`"
+    elif "expert_noise" in p:
+        policy = f"the scripted experts (action noise {p['expert_noise']})"
+    else:
+        policy = f"`{p['policy']}`"
+    seeds = p["seeds"]
+    cameras = ", ".join(p["cameras"]) or "no cameras"
+    versions_line = ", ".join(f"{name} {v}" for name, v in p["versions"].items())
+    return (
+        "# Closed-loop evaluation\n\n"
+        f"Policy: {policy}.\n\n"
+        f"{markdown_table(document)}\n\n"
+        f"{p['episodes_per_task']} episodes per task, seeds {seeds[0]}..{seeds[-1]} (episode i uses seed "
+        f"{seeds[0]} + i); chunking `{p['chunking']}`, n_action_steps {p['n_action_steps']}; observation "
+        f"images {p['image_size'][0]}x{p['image_size'][1]} ({cameras}); control at "
+        f"{p['control_hz']} Hz; step limits {p['max_steps']}; {versions_line}. "
+        "Full protocol in `results.json`.\n"
+    )

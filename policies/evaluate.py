@@ -1,0 +1,225 @@
+"""``vla-eval``: closed-loop success rates of a VLA checkpoint (or the scripted experts) in simulation.
+
+    vla-eval checkpoint=runs/tiny task=all episodes_per_task=50 num_envs=2 out=runs/eval
+    vla-eval policy=expert task=[PickUp,Stack] episodes_per_task=20 out=runs/expert-eval
+    vla-eval checkpoint=DIR chunking=ensemble camera_map={agentview:wrist,wrist:agentview}
+
+Writes ``results.json`` (schema: docs/evaluation.md), ``report.md``, ``videos/<task>.mp4`` and TensorBoard
+scalars under ``out``. Options: ``configs/eval.yaml``, validated by ``EvalConfig``. ``evaluate()`` is the
+same evaluation as a function (the trainer's periodic closed-loop evaluation calls it).
+
+Module-level imports stay free of torch: spawned environment workers import this module again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import sim
+from policies import eval_report
+from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
+from policies.closed_loop import ClipPicker, run_episodes
+from policies.eval_env import make_pool
+from policies.expert_policy import ExpertPolicy
+from policies.report import results_document, task_summary, write_report
+from policies.sim_report import resolve_tasks
+
+EXPERT = "expert"
+POLICIES = ("checkpoint", EXPERT)
+# Evaluation seeds start far from vla-record's (0, 1, 2, ...), so no evaluated episode is a training one.
+DEFAULT_SEED = 100_000
+
+
+def as_policy(spec, camera_map: dict | None = None, device: str = "cpu", expert_noise: float = 0.0):
+    """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object."""
+    if isinstance(spec, str) and spec == EXPERT:
+        return ExpertPolicy(expert_noise)
+    if isinstance(spec, (str, Path)):
+        from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is asked for
+
+        return VLAPolicy(spec, camera_map, device)
+    if hasattr(spec, "infer"):
+        return spec
+    from policies.vla_policy import VLAPolicy
+    from vla.model.vla import VLA
+
+    if isinstance(spec, VLA):
+        return VLAPolicy.from_model(spec, camera_map, device)
+    raise TypeError(
+        f"cannot evaluate a {type(spec).__name__}: give a checkpoint, 'expert', a VLA or a policy"
+    )
+
+
+def env_config(policy, env_options: dict | None) -> sim.EnvConfig:
+    """The environments' options: the cameras the policy reads at its image size, then ``env_options``."""
+    options = {"cameras": tuple(policy.cameras) if hasattr(policy, "cameras") else sim.CAMERAS}
+    if getattr(policy, "image_size", None) is not None:
+        options["image_size"] = tuple(policy.image_size)
+    options.update({key: value for key, value in (env_options or {}).items() if value is not None})
+    return sim.EnvConfig(**options)
+
+
+def evaluate(
+    checkpoint_or_policy,
+    tasks: Any = "all",
+    episodes_per_task: int = 50,
+    seed: int = DEFAULT_SEED,
+    num_envs: int = 1,
+    *,
+    n_action_steps: int = 5,
+    chunking: str = "receding",
+    ensemble_coeff: float = ACT_ENSEMBLE_COEFF,
+    env_options: dict | None = None,
+    camera_map: dict | None = None,
+    device: str = "cpu",
+    expert_noise: float = 0.0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate closed-loop; return the results document (docs/evaluation.md). ``env_options``: fields of
+    ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). With ``out``, each task's video is
+    written to ``<out>/videos/<task>.mp4``; nothing else is written (``run`` writes the report)."""
+    tasks = resolve_tasks(tasks)
+    if episodes_per_task < 1 or num_envs < 1:
+        raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
+    make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
+    policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise)
+    config = env_config(policy, env_options)
+    seeds = [seed + i for i in range(episodes_per_task)]
+    execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
+    expert = policy.noise if isinstance(policy, ExpertPolicy) else None
+    entries, max_steps, timing = {}, {}, {}
+    with tqdm(total=len(tasks) * episodes_per_task, unit="episode", disable=not progress) as bar:
+        for task in tasks:
+            bar.set_description(task)
+            started = time.perf_counter()
+            pool = make_pool(task, config, min(num_envs, episodes_per_task), expert)
+            try:
+                if hasattr(policy, "check_compatible"):
+                    policy.check_compatible(pool)  # before the first step
+                clips = ClipPicker() if out is not None else None
+                results = run_episodes(pool, policy, seeds, execute, clips, lambda _: bar.update(1))
+                video = (
+                    None
+                    if out is None
+                    else eval_report.write_task_video(Path(out), task, clips.clips(), pool.fps)
+                )
+                max_steps[task] = pool.max_steps
+            finally:
+                pool.close()
+            entries[task] = {
+                **task_summary(results, video),
+                "episode_results": [eval_report.episode_entry(r) for r in results],
+            }
+            timing[task] = {
+                "wall_s": time.perf_counter() - started,
+                "env_steps": sum(r.length for r in results),
+            }
+    execution = {
+        "chunking": chunking,
+        "n_action_steps": n_action_steps,
+        "ensemble_coeff": ensemble_coeff,
+        "num_envs": num_envs,
+        "device": device,
+    }
+    document = results_document(entries, eval_report.protocol(policy, config, seeds, max_steps, execution))
+    document["timing"] = _timing(timing)
+    return document
+
+
+def _timing(per_task: dict) -> dict:
+    """Wall time and environment steps per second (environment creation included); not reproducible."""
+    wall = sum(entry["wall_s"] for entry in per_task.values())
+    steps = sum(entry["env_steps"] for entry in per_task.values())
+    return {"wall_s": wall, "env_steps": steps, "env_steps_per_s": steps / wall, "tasks": per_task}
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str | None = None  # a checkpoint directory, or a vla-train run (its checkpoints/last)
+    policy: str = "checkpoint"  # "checkpoint" | "expert" (the scripted experts, through the same loop)
+    expert_noise: float = 0.0  # policy=expert: std of Gaussian noise on the arm actions, seeded per episode
+    task: Any = "all"  # "all", a task name, or a list of names
+    episodes_per_task: int = 50
+    seed: int = DEFAULT_SEED  # episode i of every task uses seed + i
+    num_envs: int = 1  # environments stepped together (spawned processes when > 1), one batched inference
+    n_action_steps: int = 5  # chunking=receding: actions executed from each chunk before re-planning
+    chunking: str = "receding"  # "receding" | "ensemble" (ACT's temporal ensembling, a query every step)
+    ensemble_coeff: float = ACT_ENSEMBLE_COEFF  # m in ACT's weights exp(-m * i), i = 0 the oldest
+    camera_map: dict[str, str] = field(default_factory=dict)  # model camera -> observation camera
+    cameras: list[str] | None = None  # observation cameras to render; None: those the policy reads
+    image_size: list[int] | None = None  # (H, W) rendered; None: the checkpoint's (128x128 for the expert)
+    render_size: list[int] = field(default_factory=lambda: [256, 256])  # (H, W) of the videos, even
+    max_steps: int | None = None  # None: each task's own limit
+    lighting_jitter: float = 0.0
+    camera_jitter: float = 0.0
+    videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
+    tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
+    device: str = "cpu"
+    out: str = "runs/eval"
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if (self.policy == EXPERT) == (self.checkpoint is not None):
+            raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
+        if self.chunking not in CHUNKING:
+            raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
+        self.task = resolve_tasks(self.task)
+
+    def env_options(self) -> dict:
+        return {
+            "cameras": self.cameras,
+            "image_size": self.image_size,
+            "render_size": self.render_size,
+            "max_steps": self.max_steps,
+            "lighting_jitter": self.lighting_jitter,
+            "camera_jitter": self.camera_jitter,
+        }
+
+
+ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
+
+
+def run(config: EvalConfig) -> dict:
+    """Evaluate, then write results.json, report.md, the videos and TensorBoard under ``config.out``."""
+    document = evaluate(
+        EXPERT if config.policy == EXPERT else config.checkpoint,
+        config.task,
+        config.episodes_per_task,
+        config.seed,
+        config.num_envs,
+        n_action_steps=config.n_action_steps,
+        chunking=config.chunking,
+        ensemble_coeff=config.ensemble_coeff,
+        env_options=config.env_options(),
+        camera_map=config.camera_map,
+        device=config.device,
+        expert_noise=config.expert_noise,
+        out=config.out if config.videos else None,
+    )
+    write_report(config.out, document, eval_report.report_markdown(document))
+    if config.tensorboard:
+        eval_report.write_tensorboard(Path(config.out) / eval_report.TENSORBOARD, document)
+    return document
+
+
+@hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    config = OmegaConf.to_object(cfg)
+    document = run(config)
+    print(eval_report.report_markdown(document))
+    print(f"wrote {config.out}/results.json, report.md" + (", videos/" if config.videos else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""A trained VLA checkpoint as a ``Policy``: observations in, un-normalized action chunks out.
+
+Pre-processing: each of the model's camera slots reads one observation camera (``camera_map``, identity by
+default); images are resized to the model's ``image_size`` exactly as training resized them
+(``vla.data.transforms.to_chw``: bilinear, antialiased); the raw state and the instruction go in as they are
+(the model normalizes the state with the statistics it carries). Post-processing: the model un-normalizes its
+action tokens; the actions are clipped to the action space [-1, 1] (bin centres can lie just outside it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.base import ACTIONS
+from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
+from vla.data.transforms import to_chw
+from vla.model.vla import VLA
+from vla.train.checkpoint import last_checkpoint
+
+ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # the environments' action space (sim.contract)
+WEIGHTS = "model.safetensors"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a ``vla-train`` run directory (its ``checkpoints/last``)."""
+    path = Path(path)
+    if (path / WEIGHTS).exists():
+        return path
+    if path.is_dir():
+        last = last_checkpoint(path)
+        if last is not None:
+            return last
+    raise FileNotFoundError(
+        f"{path} is neither a checkpoint directory (with {WEIGHTS}) nor a vla-train run with checkpoints"
+    )
+
+
+class VLAPolicy:
+    """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``."""
+
+    def __init__(self, checkpoint_dir, camera_map: dict | None = None, device: str = "cpu"):
+        self.checkpoint = resolve_checkpoint(checkpoint_dir)
+        self._init(VLA.load(self.checkpoint), camera_map, device)
+
+    @classmethod
+    def from_model(cls, model: VLA, camera_map: dict | None = None, device: str | None = None) -> VLAPolicy:
+        """Wrap a VLA already in memory (the trainer's periodic evaluation), without a checkpoint."""
+        policy = cls.__new__(cls)
+        policy.checkpoint = None
+        policy._init(model, camera_map, device or str(model.device))
+        return policy
+
+    def _init(self, model: VLA, camera_map: dict | None, device: str) -> None:
+        self.model = model.to(device)
+        self.config = model.config
+        self.camera_map = _camera_slots(self.config.cameras, camera_map)  # slot -> observation camera
+        self.cameras = tuple(self.camera_map.values())  # the observation cameras it reads, slot order
+        self.image_size = tuple(self.config.image_size)
+
+    def reset(self) -> None:
+        pass  # stateless: chunk execution keeps whatever spans steps
+
+    def infer(self, obs: dict) -> dict:
+        return self.infer_batch([obs])[0]
+
+    def infer_batch(self, observations: Sequence[dict]) -> list[dict]:
+        batch = self.batch(observations)
+        actions = self.model.predict(batch)  # (B, K, D), un-normalized
+        actions = np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+        return [{ACTIONS: chunk} for chunk in actions]
+
+    def batch(self, observations: Sequence[dict]) -> dict:
+        """The model's input batch: ``{"images": {slot: uint8 (B, 3, H, W)}, "state": (B, S), "instruction"}``."""
+        if not observations:
+            raise ValueError("infer_batch needs at least one observation")
+        images = {
+            slot: to_chw(np.stack([_image(obs, camera) for obs in observations]), self.image_size)
+            for slot, camera in self.camera_map.items()
+        }
+        state = np.stack([_state(obs, self.config.state_dim) for obs in observations])
+        instructions = [_instruction(obs) for obs in observations]
+        return {"images": images, "state": torch.from_numpy(state), "instruction": instructions}
+
+    def check_compatible(self, env) -> None:
+        """Raise ``ValueError`` naming every way the checkpoint does not fit ``env`` (a gymnasium env, a vector
+        env or an evaluation pool), so that a mismatch stops an evaluation before its first step."""
+        obs_space = getattr(env, "single_observation_space", None) or env.observation_space
+        action_space = getattr(env, "single_action_space", None) or env.action_space
+        name = self.checkpoint or "the model"
+        problems = []
+        if tuple(action_space.shape) != (self.config.action_dim,):
+            problems.append(
+                f"action dimension: the checkpoint predicts {self.config.action_dim}, the environment takes "
+                f"{tuple(action_space.shape)}"
+            )
+        state_shape = tuple(obs_space[OBS_STATE].shape)
+        if state_shape != (self.config.state_dim,):
+            problems.append(
+                f"state size: the checkpoint reads {self.config.state_dim}, the environment gives {state_shape}"
+            )
+        rendered = list(obs_space[OBS_IMAGES].spaces)
+        for slot, camera in self.camera_map.items():
+            if camera not in rendered:
+                problems.append(
+                    f"camera: model slot '{slot}' reads observation camera '{camera}', which the environment "
+                    f"does not render (it renders {rendered}; map slots with camera_map)"
+                )
+        if problems:
+            raise ValueError(f"checkpoint {name} does not fit the environment: " + "; ".join(problems))
+
+
+def _camera_slots(slots: list[str], camera_map: dict | None) -> dict[str, str]:
+    camera_map = dict(camera_map or {})
+    unknown = [slot for slot in camera_map if slot not in slots]
+    if unknown:
+        raise ValueError(
+            f"camera_map names cameras {unknown} the model does not have; its cameras are {slots} "
+            "(camera_map maps a model camera to an observation camera)"
+        )
+    return {slot: str(camera_map.get(slot, slot)) for slot in slots}
+
+
+def _image(obs: dict, camera: str) -> np.ndarray:
+    images = obs.get(OBS_IMAGES)
+    if not isinstance(images, dict) or camera not in images:
+        have = sorted(images) if isinstance(images, dict) else "no 'images' dict"
+        raise ValueError(f"the observation lacks camera '{camera}' (it has {have})")
+    image = np.asarray(images[camera])
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"camera '{camera}' must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return image
+
+
+def _state(obs: dict, dim: int) -> np.ndarray:
+    if OBS_STATE not in obs:
+        raise ValueError(f"the observation lacks '{OBS_STATE}'")
+    state = np.asarray(obs[OBS_STATE], dtype=np.float32)
+    if state.shape != (dim,) or not np.isfinite(state).all():
+        raise ValueError(f"'{OBS_STATE}' must be {dim} finite numbers, got shape {state.shape}")
+    return state
+
+
+def _instruction(obs: dict) -> str:
+    text = obs.get(OBS_INSTRUCTION)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"the observation's '{OBS_INSTRUCTION}' must be a non-empty string, got {text!r}")
+    return text
