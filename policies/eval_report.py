@@ -77,7 +77,7 @@ def policy_protocol(policy) -> dict:
 def protocol(policy, env_config: sim.EnvConfig, seeds: list[int], max_steps: dict, execution: dict) -> dict:
     """Everything the numbers depend on; ``execution``: chunking, n_action_steps, ensemble_coeff, num_envs,
     device."""
-    env = asdict(env_config)
+    env = {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(env_config).items()}
     env.pop("max_steps")  # per task below: the task's limit or the override
     return {
         **policy_protocol(policy),

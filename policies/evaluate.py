@@ -106,24 +106,11 @@ def evaluate(
             try:
                 if hasattr(policy, "check_compatible"):
                     policy.check_compatible(pool)  # before the first step
-                clips = ClipPicker() if out is not None else None
-                results = run_episodes(pool, policy, seeds, execute, clips, lambda _: bar.update(1))
-                video = (
-                    None
-                    if out is None
-                    else eval_report.write_task_video(Path(out), task, clips.clips(), pool.fps)
-                )
+                entries[task] = _run_task(pool, policy, seeds, execute, out, lambda _: bar.update(1))
                 max_steps[task] = pool.max_steps
             finally:
                 pool.close()
-            entries[task] = {
-                **task_summary(results, video),
-                "episode_results": [eval_report.episode_entry(r) for r in results],
-            }
-            timing[task] = {
-                "wall_s": time.perf_counter() - started,
-                "env_steps": sum(r.length for r in results),
-            }
+            timing[task] = {"wall_s": time.perf_counter() - started, "env_steps": _steps(entries[task])}
     execution = {
         "chunking": chunking,
         "n_action_steps": n_action_steps,
@@ -134,6 +121,23 @@ def evaluate(
     document = results_document(entries, eval_report.protocol(policy, config, seeds, max_steps, execution))
     document["timing"] = _timing(timing)
     return document
+
+
+def _run_task(pool, policy, seeds: list[int], execute, out: str | Path | None, on_episode) -> dict:
+    """One task's entry in the results document, and its video under ``out`` (if given)."""
+    clips = ClipPicker() if out is not None else None
+    results = run_episodes(pool, policy, seeds, execute, clips, on_episode)
+    video = None
+    if clips is not None:
+        video = eval_report.write_task_video(Path(out), results[0].task, clips.clips(), pool.fps)
+    return {
+        **task_summary(results, video),
+        "episode_results": [eval_report.episode_entry(r) for r in results],
+    }
+
+
+def _steps(entry: dict) -> int:
+    return sum(episode["length"] for episode in entry["episode_results"])
 
 
 def _timing(per_task: dict) -> dict:
@@ -155,7 +159,9 @@ class EvalConfig:
     n_action_steps: int = 5  # chunking=receding: actions executed from each chunk before re-planning
     chunking: str = "receding"  # "receding" | "ensemble" (ACT's temporal ensembling, a query every step)
     ensemble_coeff: float = ACT_ENSEMBLE_COEFF  # m in ACT's weights exp(-m * i), i = 0 the oldest
-    camera_map: dict[str, str] = field(default_factory=dict)  # model camera -> observation camera
+    # model camera -> observation camera; None: identity. Untyped so that camera_map={a:b} replaces None
+    # (a typed dict would only merge into the default, refusing new keys).
+    camera_map: Any = None
     cameras: list[str] | None = None  # observation cameras to render; None: those the policy reads
     image_size: list[int] | None = None  # (H, W) rendered; None: the checkpoint's (128x128 for the expert)
     render_size: list[int] = field(default_factory=lambda: [256, 256])  # (H, W) of the videos, even
@@ -165,6 +171,7 @@ class EvalConfig:
     videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
     device: str = "cpu"
+    torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
     out: str = "runs/eval"
 
     def __post_init__(self):
@@ -175,6 +182,14 @@ class EvalConfig:
         if self.chunking not in CHUNKING:
             raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
         self.task = resolve_tasks(self.task)
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.camera_map is not None:
+            if not isinstance(self.camera_map, dict):
+                raise ValueError(
+                    f"camera_map must map model cameras to observation cameras, got {self.camera_map!r}"
+                )
+            self.camera_map = {str(slot): str(camera) for slot, camera in self.camera_map.items()}
 
     def env_options(self) -> dict:
         return {
@@ -192,6 +207,10 @@ ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
 
 def run(config: EvalConfig) -> dict:
     """Evaluate, then write results.json, report.md, the videos and TensorBoard under ``config.out``."""
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
     document = evaluate(
         EXPERT if config.policy == EXPERT else config.checkpoint,
         config.task,
