@@ -56,7 +56,7 @@ class _Running:
     recorded: bool
 
 
-def _check_policy(policy: Policy, num_envs: int) -> None:
+def check_batchable(policy: Policy, num_envs: int) -> None:
     if num_envs > 1 and not isinstance(policy, BatchPolicy):
         raise ValueError(
             f"{type(policy).__name__} has no infer_batch (a stateless batched interface), so it cannot drive "
@@ -76,7 +76,7 @@ def run_episodes(
 
     ``clips`` (optional) decides which episodes are recorded and keeps their frames; ``on_episode`` is
     called as each episode ends (a progress bar)."""
-    _check_policy(policy, pool.num_envs)
+    check_batchable(policy, pool.num_envs)
     waiting = deque(enumerate(seeds))
     running: dict[int, _Running] = {}
     obs: dict[int, dict] = {}

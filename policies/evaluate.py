@@ -27,7 +27,7 @@ from tqdm import tqdm
 import sim
 from policies import eval_report
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
-from policies.closed_loop import ClipPicker, run_episodes
+from policies.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.eval_env import make_pool
 from policies.expert_policy import ExpertPolicy
 from policies.report import results_document, task_summary, write_report
@@ -39,14 +39,15 @@ POLICIES = ("checkpoint", EXPERT)
 DEFAULT_SEED = 100_000
 
 
-def as_policy(spec, camera_map: dict | None = None, device: str = "cpu", expert_noise: float = 0.0):
-    """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object."""
+def as_policy(spec, camera_map: dict | None = None, device: str | None = None, expert_noise: float = 0.0):
+    """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object.
+    ``device``: where a checkpoint is loaded (None: the CPU); an in-memory VLA stays where it is unless given."""
     if isinstance(spec, str) and spec == EXPERT:
         return ExpertPolicy(expert_noise)
     if isinstance(spec, (str, Path)):
         from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is asked for
 
-        return VLAPolicy(spec, camera_map, device)
+        return VLAPolicy(spec, camera_map, device or "cpu")
     if hasattr(spec, "infer"):
         return spec
     from policies.vla_policy import VLAPolicy
@@ -80,7 +81,7 @@ def evaluate(
     ensemble_coeff: float = ACT_ENSEMBLE_COEFF,
     env_options: dict | None = None,
     camera_map: dict | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     expert_noise: float = 0.0,
     out: str | Path | None = None,
     progress: bool = True,
@@ -93,6 +94,7 @@ def evaluate(
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
     policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise)
+    check_batchable(policy, min(num_envs, episodes_per_task))
     config = env_config(policy, env_options)
     seeds = [seed + i for i in range(episodes_per_task)]
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
@@ -116,7 +118,7 @@ def evaluate(
         "n_action_steps": n_action_steps,
         "ensemble_coeff": ensemble_coeff,
         "num_envs": num_envs,
-        "device": device,
+        "device": str(getattr(getattr(policy, "model", None), "device", "cpu")),
     }
     document = results_document(entries, eval_report.protocol(policy, config, seeds, max_steps, execution))
     document["timing"] = _timing(timing)

@@ -256,13 +256,15 @@ def test_vla_checkpoint_evaluation_same_results_with_one_or_two_envs(checkpoint,
 
 
 def test_vla_evaluation_with_temporal_ensembling_repeats_exactly(checkpoint):
+    # The second run evaluates the model in memory (the trainer's periodic evaluation), not the directory.
     options = {"max_steps": 6}
     runs = [
-        evaluate(checkpoint, [TASK], 1, seed=3, chunking="ensemble", env_options=options, progress=False)
-        for _ in range(2)
+        evaluate(model, [TASK], 1, seed=3, chunking="ensemble", env_options=options, progress=False)
+        for model in (checkpoint, VLA.load(checkpoint))
     ]
     assert runs[0]["tasks"] == runs[1]["tasks"]
     assert runs[0]["protocol"]["chunking"] == "ensemble" and runs[0]["protocol"]["ensemble_coeff"] == 0.01
+    assert runs[1]["protocol"]["checkpoint"] is None and runs[1]["protocol"]["model"]["chunk_size"] == 4
 
 
 # -- the vla-eval app -----------------------------------------------------------------------------------------
