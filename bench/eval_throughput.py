@@ -114,18 +114,22 @@ def main() -> None:
         f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}; {args.task}, "
         f"{args.episodes} episodes, tiny (2 cameras 128x128, chunk 10), n_action_steps {args.n_action_steps}\n"
     )
-    print("| num_envs | torch threads | env steps/s | wall (s) | steps | forward passes | in the policy |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| num_envs | torch threads | env steps/s | wall (s) | steps | forward passes | in the policy "
+        "| load before |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = tiny_checkpoint(Path(tmp) / "tiny")
         for threads in args.threads:
             torch.set_num_threads(threads)
             for num_envs in args.num_envs:
+                load = os.getloadavg()[0]  # other processes on the cores distort these figures badly
                 runs = [measure(checkpoint, num_envs, args) for _ in range(args.repeats)]
                 best = min(runs, key=lambda run: run["wall"])
                 print(
                     f"| {num_envs} | {threads} | {best['steps'] / best['wall']:.1f} | {best['wall']:.1f} "
-                    f"| {best['steps']} | {best['calls']} | {best['policy'] / best['wall']:.0%} |",
+                    f"| {best['steps']} | {best['calls']} | {best['policy'] / best['wall']:.0%} | {load:.2f} |",
                     flush=True,
                 )
 
