@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
+# torch (OpenMP) threads that spin while waiting stall for seconds when env workers hold the other core.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: venv demo test test-all lint format bench-sim test-mujoco-min experts-table clean
 
@@ -22,7 +24,10 @@ $(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vla-sim-report out=runs/demo
+	$(VENV)/bin/vla-demo out=runs/demo
+
+experts: $(STAMP)
+	$(VENV)/bin/vla-sim-report out=runs/experts
 
 test: $(STAMP)
 	$(PY) -m pytest -q
