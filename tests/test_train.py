@@ -6,7 +6,6 @@ so these tests exercise the trainer alone; ``test_trains_the_real_vla`` runs the
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -18,98 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors.torch import load_file
+from toy_vla import NoDropoutToy, ToyVLA, make_config, weights
 
-from vla.model.config import ModelConfig, VisionConfig
+from vla.model.config import VisionConfig
 from vla.train import checkpoint as ckpt
-from vla.train.config import TrainConfig
 from vla.train.loop import train
 from vla.train.sampler import ResumableBatchSampler, fixed_batches
 from vla.train.schedule import lr_factor, param_groups
 
 
-class ToyVLA(nn.Module):
-    """Pooled pixels + normalized state -> an MLP (with dropout, so resume must restore the RNG) -> the
-    normalized action chunk; per-sample losses averaged over the batch (no batch-dependent layer)."""
-
-    DROPOUT = 0.2
-
-    def __init__(self, config: ModelConfig, stats):
-        super().__init__()
-        self.config = config
-        cams, k, a = len(config.cameras), config.chunk_size, config.action_dim
-        self.vision = nn.Linear(3, 8)
-        self.camera_embedding = nn.Parameter(torch.randn(cams, 8) * 0.1)
-        self.norm = nn.LayerNorm(8 * cams + config.state_dim)
-        self.head = nn.Sequential(
-            nn.Linear(8 * cams + config.state_dim, 32),
-            nn.GELU(),
-            nn.Dropout(self.DROPOUT),
-            nn.Linear(32, k * a),
-        )
-        for name, key in (("state", "observation.state"), ("action", "action")):
-            for stat in ("mean", "std"):
-                value = np.zeros(1) if stats is None else stats[key][stat]
-                self.register_buffer(f"{name}_{stat}", torch.as_tensor(value, dtype=torch.float32))
-        if config.vision.frozen:
-            self.vision.requires_grad_(False)
-
-    def loss(self, batch):
-        pooled = [
-            self.vision(batch["images"][c].float().mean((2, 3)) / 255) + self.camera_embedding[i]
-            for i, c in enumerate(self.config.cameras)
-        ]
-        state = (batch["state"] - self.state_mean) / (self.state_std + 1e-6)
-        pred = self.head(self.norm(torch.cat([*pooled, state], -1))).view(batch["actions"].shape)
-        target = (batch["actions"] - self.action_mean) / (self.action_std + 1e-6)
-        mask = batch["action_mask"].float()[..., None].expand_as(pred)
-
-        def per_sample_mean(x):
-            return ((x * mask).sum((1, 2)) / mask.sum((1, 2))).mean()
-
-        error = pred - target
-        actions = pred * (self.action_std + 1e-6) + self.action_mean
-        return {
-            "loss": per_sample_mean(error**2),
-            "token_accuracy": per_sample_mean((error.abs() < 0.1).float()),
-            "l1": per_sample_mean((actions - batch["actions"]).abs()),
-        }
-
-    def save(self, directory):
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
-        (directory / "config.json").write_text(json.dumps(dataclasses.asdict(self.config)))
-
-    @classmethod
-    def load(cls, directory):
-        model = cls(ModelConfig(**json.loads((directory / "config.json").read_text())), None)
-        weights = load_file(directory / "model.safetensors")
-        for name in ("state_mean", "state_std", "action_mean", "action_std"):
-            getattr(model, name).resize_(weights[name].shape)
-        model.load_state_dict(weights)
-        return model
-
-
-class NoDropoutToy(ToyVLA):
-    DROPOUT = 0.0
-
-
-def make_config(dataset, out, **overrides) -> TrainConfig:
-    model = ModelConfig(**({"image_size": [32, 32], "chunk_size": 4} | overrides.pop("model", {})))
-    settings = dict(
-        steps=4, batch_size=4, lr=1e-2, warmup_steps=1, save_every=2, log_every=1, val_every=2, val_batches=2,
-        val_fraction=0.25, deterministic=True,
-    )  # fmt: skip
-    return TrainConfig(model=model, dataset=str(dataset), out=str(out), **(settings | overrides))
-
-
 @pytest.fixture
 def dataset(make_dataset):
     return make_dataset(episodes=4, lengths=[8, 8, 8, 8])  # 24 training samples, 8 validation
-
-
-def weights(checkpoint) -> dict[str, torch.Tensor]:
-    return load_file(checkpoint / ckpt.MODEL_FILE)
 
 
 def test_resume_is_exact(dataset, tmp_path, monkeypatch):
@@ -169,103 +89,6 @@ def test_grad_accumulation_matches_one_big_batch(dataset, tmp_path):
         make_config(dataset, tmp_path / "one", batch_size=4, steps=2, warmup_steps=0), NoDropoutToy
     )
     assert not torch.allclose(weights(single.checkpoint)["head.0.weight"], a["head.0.weight"], atol=1e-5)
-
-
-def test_checkpoint_files_and_last_pointer(dataset, tmp_path):
-    result = train(make_config(dataset, tmp_path / "run", steps=3), ToyVLA)
-    checkpoints = tmp_path / "run/checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["000002", "000003", "last"]
-    assert (checkpoints / "last").read_text() == "000003\n" and result.checkpoint == checkpoints / "000003"
-    files = {p.name for p in result.checkpoint.iterdir()}
-    assert files == {"model.safetensors", "config.json", "train_config.json", "optimizer.safetensors"} | {
-        "trainer_state.json",
-        "rng_state_0.safetensors",
-    }
-    for path in result.checkpoint.iterdir():  # plain JSON or safetensors: nothing a pickle could hide in
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        else:
-            assert path.suffix == ".safetensors" and load_file(path) is not None
-    state = json.loads((result.checkpoint / "trainer_state.json").read_text())
-    assert state["step"] == 3 and state["position"] == {"epoch": 0, "sample": 12}
-    assert len(state["rng"]) == 1 and set(state["rng"][0]) == {"numpy", "python"}
-    saved = json.loads((result.checkpoint / "train_config.json").read_text())
-    assert saved["model"]["action_dim"] == 7 and saved["model"]["state_dim"] == 17 and saved["steps"] == 3
-    optimizer = load_file(result.checkpoint / "optimizer.safetensors")
-    assert {"head.0.weight/exp_avg", "head.0.weight/exp_avg_sq", "head.0.weight/step"} <= optimizer.keys()
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tmp_path / "run/tensorboard")).Reload()
-    train_tags = {f"train/{k}" for k in ("loss", "lr", "grad_norm", "samples_per_s", "token_accuracy", "l1")}
-    assert train_tags | {"val/loss", "val/token_accuracy", "val/l1"} <= set(events.Tags()["scalars"])
-    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
-    assert set(result.val) == {"loss", "token_accuracy", "l1"}
-
-
-def _break_missing(directory):
-    (directory / "optimizer.safetensors").unlink()
-
-
-def _break_garbage(directory):
-    (directory / "optimizer.safetensors").write_bytes(b"not a safetensors file")
-
-
-def _break_json(directory):
-    path = directory / "trainer_state.json"
-    path.write_text(path.read_text()[:50])
-
-
-def _break_shape(directory):
-    path = directory / "optimizer.safetensors"
-    tensors = load_file(path)
-    tensors["head.0.weight/exp_avg"] = torch.zeros(3, 3)
-    save_file(tensors, path)
-
-
-def _break_pointer(directory):
-    (directory.parent / "last").write_text("000099\n")
-
-
-@pytest.mark.parametrize(
-    ("corrupt", "message"),
-    [
-        (_break_missing, r"optimizer\.safetensors: file not found"),
-        (_break_garbage, r"optimizer\.safetensors: not a readable safetensors file"),
-        (_break_json, r"trainer_state\.json: not valid JSON"),
-        (_break_shape, r"optimizer\.safetensors: 'head\.0\.weight/exp_avg' has shape \(3, 3\)"),
-        (_break_pointer, r"last: names '000099'"),
-    ],
-)
-def test_broken_checkpoint_is_a_clear_error(dataset, tmp_path, corrupt, message):
-    result = train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
-    corrupt(result.checkpoint)
-    with pytest.raises(ckpt.CheckpointError, match=message):
-        train(make_config(dataset, tmp_path / "run", steps=4), ToyVLA)
-
-
-def test_resume_on_a_dataset_with_another_action_dim_is_an_error(dataset, make_dataset, tmp_path):
-    train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
-    other = make_dataset(episodes=4, lengths=[8, 8, 8, 8], action_dim=5)
-    with pytest.raises(ckpt.CheckpointError, match=r"train_config\.json: model\.action_dim is 7.* has 5"):
-        train(make_config(other, tmp_path / "run", steps=4), ToyVLA)
-
-
-def test_model_that_does_not_fit_the_dataset_is_an_error(dataset, tmp_path):
-    with pytest.raises(ValueError, match=r"model\.cameras.*\['top'\] not in the dataset"):
-        train(make_config(dataset, tmp_path / "a", model={"cameras": ["agentview", "top"]}), ToyVLA)
-    with pytest.raises(ValueError, match=r"model\.action_dim is 9 but the dataset .* has 7"):
-        train(make_config(dataset, tmp_path / "b", model={"action_dim": 9}), ToyVLA)
-
-
-def test_keep_last_prunes_old_checkpoints(dataset, tmp_path):
-    train(make_config(dataset, tmp_path / "run", steps=7, save_every=1, keep_last=2, val_every=0), ToyVLA)
-    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["000006", "000007", "last"]
-
-
-def test_resume_never_refuses_an_existing_run(dataset, tmp_path):
-    train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
-    with pytest.raises(ValueError, match="already holds a run"):
-        train(make_config(dataset, tmp_path / "run", steps=4, resume="never"), ToyVLA)
 
 
 def test_frozen_params_never_reach_the_optimizer(dataset, tmp_path):
