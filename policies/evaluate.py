@@ -32,6 +32,7 @@ from policies.eval_env import make_pool
 from policies.expert_policy import ExpertPolicy
 from policies.report import results_document, task_summary, write_report
 from policies.sim_report import resolve_tasks
+from policies.threads import passive_openmp
 
 EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
@@ -236,6 +237,7 @@ def run(config: EvalConfig) -> dict:
 
 @hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    passive_openmp()
     config = OmegaConf.to_object(cfg)
     document = run(config)
     print(eval_report.report_markdown(document))

@@ -31,9 +31,9 @@ HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be 
 
 
 def resolve_tasks(tasks: Any) -> list[str]:
-    """``"all"``, one task name or a list of names -> the list of task names, or ``ValueError``."""
+    """``"all"`` (or ``["all"]``), one task name or a list of names -> the task names, or ``ValueError``."""
     available = sim.list_tasks()
-    if tasks == "all":
+    if tasks == "all" or (not isinstance(tasks, str) and list(tasks) == ["all"]):
         return available
     names = [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = [name for name in names if name not in available]

@@ -230,3 +230,36 @@ def test_hf_architecture_without_weights_loads_a_checkpoint(tmp_path, hf_folder)
     assert not torch.allclose(rebuilt.eval()(pixels), trained(pixels))
     rebuilt.load_state_dict(trained.state_dict())
     torch.testing.assert_close(rebuilt(pixels), trained(pixels))
+
+
+def test_random_shift_moves_each_image_by_at_most_pad_pixels_with_replicated_borders():
+    from vla.model.augment import random_shift
+
+    batch = images(6, 1, size=(16, 16))[:, 0]  # (M, 3, H, W)
+    torch.manual_seed(0)
+    shifted = random_shift(batch, 3)
+    assert shifted.shape == batch.shape and shifted.dtype == torch.uint8
+    padded = torch.nn.functional.pad(batch.float(), (3, 3, 3, 3), mode="replicate")
+    offsets = []
+    for m in range(len(batch)):
+        found = [
+            (dy, dx)
+            for dy in range(7)
+            for dx in range(7)
+            if torch.equal(padded[m, :, dy : dy + 16, dx : dx + 16], shifted[m].float())
+        ]
+        assert found, f"image {m} is not a shifted copy of its input"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 1  # independent offsets per image
+    assert torch.equal(random_shift(batch, 0), batch)
+
+
+def test_random_shift_applies_in_training_only():
+    encoder = build_vision_encoder(VisionConfig(kind="resnet18", width=32, random_shift=4), SIZE, CAMERAS[2])
+    x = images(2, 2)
+    encoder.eval()
+    assert torch.equal(encoder(x), encoder(x))  # inference never shifts
+    encoder.train()
+    assert not torch.allclose(encoder(x), encoder(x))
+    with pytest.raises(ValueError, match="random_shift"):
+        VisionConfig(random_shift=-1)

@@ -54,6 +54,26 @@ def test_loss_is_finite_and_backpropagates(dataset, batch):
     assert vla.vision.parameters().__next__().grad is not None, "gradients must reach the vision encoder"
 
 
+def test_soft_bin_targets_charge_a_near_miss_less_than_a_far_one(dataset):
+    vla = model_for(dataset, bin_sigma=3.0)
+    vocab = int(vla.action_ids.max()) + 1
+    target = vla.action_ids[torch.tensor([100])]
+
+    def loss_when_predicting(bin_index: int) -> float:
+        logits = torch.full((1, vocab), -10.0)
+        logits[0, vla.action_ids[bin_index]] = 10.0
+        return float(vla._token_loss(logits, target))
+
+    assert loss_when_predicting(100) < loss_when_predicting(101) < loss_when_predicting(150)
+    one_hot = model_for(dataset)  # bin_sigma 0: plain cross-entropy, a near miss costs as much as a far one
+    logits = torch.randn(3, vocab)
+    targets = one_hot.action_ids[torch.tensor([0, 7, 255])]
+    expected = torch.nn.functional.cross_entropy(logits, targets)
+    assert torch.allclose(one_hot._token_loss(logits, targets), expected)
+    with pytest.raises(ValueError, match="bin_sigma"):
+        small_config(bin_sigma=-1.0)
+
+
 def test_predict_decodes_every_output_into_the_action_range(dataset, batch):
     vla = model_for(dataset)
     actions = vla.predict(batch)

@@ -30,8 +30,11 @@ class VisionConfig:
     heads: int = 4  # vit attention heads
     shared: bool = True  # one encoder for all cameras, told apart by a learned camera embedding
     frozen: bool = False
+    random_shift: int = 0  # training only: shift images by up to this many pixels (DrQ); 0: off
 
     def __post_init__(self):
+        if self.random_shift < 0:
+            raise ValueError(f"vision.random_shift must be >= 0 pixels, got {self.random_shift}")
         if self.kind not in VISION_KINDS:
             raise ValueError(f"vision.kind must be one of {VISION_KINDS}, got {self.kind!r}")
         if self.kind == "hf" and not self.path:
@@ -88,6 +91,9 @@ class ModelConfig:
     action_dim: int = 7
     chunk_size: int = 10  # K actions predicted per inference
     num_bins: int = 256
+    # Soft targets: each action token's target is a Gaussian over neighbouring bins with this std (in bins),
+    # so a near miss costs less than a far one (HL-Gauss, Farebrother et al. 2024); 0: one-hot cross-entropy.
+    bin_sigma: float = 0.0
     freeze_llm: bool = False
     lora_rank: int = 0  # > 0: LoRA adapters on the LLM's attention and MLP projections (peft)
 
@@ -107,6 +113,8 @@ class ModelConfig:
             raise ValueError(f"num_bins must be in [2, 4096], got {self.num_bins}")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+        if self.bin_sigma < 0:
+            raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
 
     @property
     def action_tokens(self) -> int:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla.model.augment import random_shift
 from vla.model.config import VisionConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -220,8 +221,10 @@ class VisionEncoder(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         frozen: bool,
+        shift: int = 0,
     ):
         super().__init__()
+        self.shift = shift  # random-shift augmentation in pixels, in training mode only
         self.backbones = nn.ModuleList(backbones)  # one (shared) or one per camera
         self.cameras = list(cameras)
         self.image_size = tuple(image_size)
@@ -259,6 +262,8 @@ class VisionEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check(images)  # (B, N, 3, H, W) uint8
         batch, cameras = images.shape[:2]
+        if self.training and self.shift:
+            images = random_shift(images.flatten(0, 1), self.shift).unflatten(0, (batch, cameras))
         if len(self.backbones) == 1:
             features = self._encode(self.backbones[0], images.flatten(0, 1)).unflatten(0, (batch, cameras))
         else:
@@ -295,4 +300,4 @@ def build_vision_encoder(
         backbones = [HFVisionBackbone(cfg.path, image_size, pretrained) for _ in range(count)]
     else:
         raise ValueError(f"vision.kind must be 'resnet18', 'vit' or 'hf', got {cfg.kind!r}")
-    return VisionEncoder(backbones, cameras, image_size, mean, std, cfg.frozen)
+    return VisionEncoder(backbones, cameras, image_size, mean, std, cfg.frozen, cfg.random_shift)

@@ -104,13 +104,25 @@ class VLA(nn.Module):
             inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions, use_cache=False
         )
         logits = out.logits[:, embeds.shape[1] - 1 :].float()  # (B, K*D, V)
-        loss = F.cross_entropy(logits[valid], targets[valid])
+        loss = self._token_loss(logits[valid], targets[valid])
         with torch.no_grad():
             accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
             predicted = self._bins_to_actions(logits[..., self.action_ids].argmax(-1))  # (B, K, D)
             step_valid = batch["action_mask"].to(self.device).bool()
             l1 = (predicted - actions).abs()[step_valid].mean()
         return {"loss": loss, "token_accuracy": accuracy, "l1": l1}
+
+    def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of (n, V) logits against (n,) action token ids, one-hot or soft (``bin_sigma``).
+        The softmax spans the whole vocabulary, so mass on a non-action token is always an error."""
+        sigma = self.config.bin_sigma
+        if sigma == 0:
+            return F.cross_entropy(logits, targets)
+        bins = (targets[:, None] == self.action_ids).float().argmax(-1)  # (n,)
+        centres = torch.arange(self.config.num_bins, device=logits.device, dtype=torch.float32)
+        soft = torch.softmax(-0.5 * ((centres - bins[:, None].float()) / sigma) ** 2, dim=-1)  # (n, bins)
+        log_probs = F.log_softmax(logits, dim=-1)[:, self.action_ids]  # (n, bins)
+        return -(soft * log_probs).sum(-1).mean()
 
     def _bins_to_actions(self, bins: torch.Tensor) -> torch.Tensor:
         """(B, K*D) bin indices -> (B, K, D) un-normalized bin centres (torch twin of ActionTokenizer.decode)."""

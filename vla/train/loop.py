@@ -6,7 +6,11 @@ The model is anything with the VLA interface (``vla.model.vla.VLA`` by default):
     Model(config: ModelConfig, stats) ; Model.load(directory) ; model.save(directory)
     model.loss(batch) -> {"loss": scalar with grad, "token_accuracy": scalar, "l1": scalar}
 
-Launch several GPUs with ``accelerate launch --multi_gpu --num_processes N -m vla.train.app ...``: each
+``hooks`` run on the main process after every optimizer step: ``hook(step, model)`` returns TensorBoard
+scalars (full tags) to log at that step, or None. The closed-loop evaluation of ``vla-train`` is one; it lives
+in ``policies/`` because vla/ never imports the simulator.
+
+Launch several GPUs with ``accelerate launch --multi_gpu --num_processes N -m policies.train_app ...``: each
 process reads its own slice of every global batch (``sampler.py``); gradients are averaged by DDP.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +38,7 @@ from vla.train.schedule import ParamGroup, lr_factor, param_groups
 from vla.train.state import check_resumable, find_resume, restore_training, save_checkpoint
 
 METRICS = ("loss", "token_accuracy", "l1")
+StepHook = Callable[[int, nn.Module], "dict[str, float] | None"]  # (step, model) -> scalars by tag, or None
 
 
 class LossModule(nn.Module):
@@ -52,6 +58,7 @@ class TrainResult:
     checkpoint: Path | None  # the newest checkpoint of the run
     train: dict[str, float] = field(default_factory=dict)  # the last logged training metrics
     val: dict[str, float] = field(default_factory=dict)  # the last validation metrics
+    hooks: dict[str, float] = field(default_factory=dict)  # the last scalars each hook returned, by tag
 
 
 def default_model_class():
@@ -65,14 +72,16 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def train(config: TrainConfig, model_class=None, until: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, model_class=None, until: int | None = None, hooks: Sequence[StepHook] = ()
+) -> TrainResult:
     """Train (or continue, per ``config.resume``) up to ``config.steps`` optimizer steps.
 
     ``until`` stops after that step as if the run were interrupted there (the schedule still spans
-    ``config.steps``); a later call resumes from the last checkpoint."""
+    ``config.steps``); a later call resumes from the last checkpoint. ``hooks``: see the module docstring."""
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(config, model_class or default_model_class(), until)
+        return _train(config, model_class or default_model_class(), until, hooks)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
 
@@ -195,7 +204,26 @@ def _optimizer_step(run: Run, batches, amp) -> tuple[dict[str, torch.Tensor], to
     return sums, grad_norm, lr
 
 
-def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
+def _run_hooks(hooks: Sequence[StepHook], run: Run, log: RunLog) -> dict[str, float]:
+    """Each hook's scalars at this step, logged. The model is handed over in eval mode; the other processes
+    wait at the barrier, so a slow hook (a closed-loop evaluation) cannot time out their next all-reduce."""
+    logged = {}
+    if run.accelerator.is_main_process:
+        for hook in hooks:
+            run.model.eval()
+            try:
+                with torch.no_grad():
+                    scalars = hook(run.step, run.model)
+            finally:
+                run.model.train()
+            if scalars:
+                log.scalars(None, scalars, run.step)
+                logged.update(scalars)
+    run.accelerator.wait_for_everyone()
+    return logged
+
+
+def _train(config: TrainConfig, model_class, until: int | None, hooks: Sequence[StepHook]) -> TrainResult:
     run = _setup(config, model_class)
     config, accelerator = run.config, run.accelerator
     stop = min(config.steps, until if until is not None else config.steps)
@@ -216,6 +244,8 @@ def _train(config: TrainConfig, model_class, until: int | None) -> TrainResult:
             if run.val_loader is not None and (step % config.val_every == 0 or step == config.steps):
                 result.val = validate(run.model, run.val_loader, config, accelerator)
                 log.scalars("val", result.val, step)
+            if hooks:
+                result.hooks.update(_run_hooks(hooks, run, log))
             if step % config.save_every == 0 or step == config.steps:
                 result.checkpoint = save_checkpoint(
                     config, step, run.model, run.optimizer, run.groups, run.sampler.position, accelerator

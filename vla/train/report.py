@@ -69,10 +69,11 @@ class RunLog:
         if self._bar is not None:
             self._bar.close()
 
-    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+    def scalars(self, prefix: str | None, values: dict[str, float], step: int) -> None:
+        """Log ``values`` as ``<prefix>/<key>``, or under their keys as tags when ``prefix`` is None."""
         if self._writer is not None:
             for key, value in values.items():
-                self._writer.add_scalar(f"{prefix}/{key}", value, step)
+                self._writer.add_scalar(key if prefix is None else f"{prefix}/{key}", value, step)
 
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         if self._bar is not None:

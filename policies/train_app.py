@@ -1,0 +1,113 @@
+"""``vla-train``: train a VLA on a LeRobotDataset v3.0, optionally with closed-loop evaluation in simulation.
+
+    vla-train dataset=data/demos model=tiny out=runs/tiny steps=2000
+    vla-train dataset=data/demos out=runs/tiny closed_loop.every=500 closed_loop.tasks=[OpenDrawer]
+    vla-train dataset=data/demos model=smollm2-135m out=runs/smol model.lora_rank=16 batch_size=4 grad_accum=4
+    accelerate launch --multi_gpu --num_processes 2 -m policies.train_app dataset=... model=... out=...
+
+``model`` picks ``configs/model/<name>.yaml`` (a ``vla.model.config.ModelConfig``); its state_dim and
+action_dim come from the dataset. Re-running the same command continues from ``<out>/checkpoints/last``
+(``resume=auto``); ``resume=never`` refuses an ``out`` that already holds a run.
+
+The trainer itself is ``vla.train.loop.train``; this app adds what needs the simulator, which vla/ never
+imports: every ``closed_loop.every`` steps (and at the last one) the model in training is evaluated
+closed-loop, and its success rates go to TensorBoard (``eval/mean_success``, ``eval/success/<task>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from policies.evaluate import DEFAULT_SEED
+from policies.sim_report import resolve_tasks
+from policies.threads import passive_openmp
+from vla.train.config import TrainConfig
+
+
+@dataclass
+class ClosedLoopConfig:
+    every: int = 0  # optimizer steps between closed-loop evaluations (the last step too); 0: never
+    tasks: list[str] = field(default_factory=list)  # simulator tasks, or [all]; needed when every > 0
+    episodes_per_task: int = 10
+    num_envs: int = 1  # vectorized environments (spawned processes when > 1)
+    n_action_steps: int = 5  # receding horizon: actions executed per predicted chunk
+    max_steps: int | None = None  # episode step limit; None: each task's own
+    seed: int = DEFAULT_SEED  # episode i of each task uses seed + i, the same at every evaluation
+
+    def __post_init__(self):
+        for name in ("every", "episodes_per_task", "num_envs", "n_action_steps"):
+            low = 0 if name == "every" else 1
+            if getattr(self, name) < low:
+                raise ValueError(f"closed_loop.{name} must be >= {low}, got {getattr(self, name)}")
+        if self.every > 0:
+            if not self.tasks:
+                raise ValueError(
+                    "closed_loop.every > 0 needs closed_loop.tasks=[...] (simulator tasks, or [all])"
+                )
+            self.tasks = resolve_tasks(list(self.tasks))
+
+
+@dataclass
+class TrainAppConfig(TrainConfig):
+    closed_loop: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
+
+
+ConfigStore.instance().store(name="train_app_schema", node=TrainAppConfig)
+
+
+class ClosedLoopEval:
+    """A ``vla.train.loop`` step hook: closed-loop success of the model in training, every ``every`` steps.
+    The model is evaluated where it is (GPU or CPU), with the same seeds each time, so the curve compares
+    like with like."""
+
+    def __init__(self, config: ClosedLoopConfig, last_step: int):
+        self.config = config
+        self.last_step = last_step
+
+    def __call__(self, step: int, model) -> dict[str, float] | None:
+        from policies import eval_report
+        from policies.evaluate import evaluate
+
+        if step % self.config.every and step != self.last_step:
+            return None
+        c = self.config
+        document = evaluate(
+            model,
+            c.tasks,
+            c.episodes_per_task,
+            c.seed,
+            c.num_envs,
+            n_action_steps=c.n_action_steps,
+            env_options={"max_steps": c.max_steps},
+            progress=False,
+        )
+        rates = ", ".join(f"{task} {entry['success_rate']:.0%}" for task, entry in document["tasks"].items())
+        tqdm.write(f"step {step}: closed-loop success {document['mean_success']:.0%} ({rates})")
+        return eval_report.scalars(document)
+
+
+def train_with_eval(config: TrainAppConfig):
+    from vla.train.loop import train  # torch: after the OpenMP wait policy is set
+
+    hooks = [ClosedLoopEval(config.closed_loop, config.steps)] if config.closed_loop.every else []
+    return train(config, hooks=hooks)
+
+
+@hydra.main(config_path="pkg://configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    passive_openmp()
+    config = OmegaConf.to_object(cfg)
+    result = train_with_eval(config)
+    val = ", ".join(f"{k} {v:.4f}" for k, v in result.val.items())
+    print(f"step {result.step}; checkpoint {result.checkpoint}" + (f"; validation: {val}" if val else ""))
+    if "eval/mean_success" in result.hooks:
+        print(f"closed-loop success at the last step: {result.hooks['eval/mean_success']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
