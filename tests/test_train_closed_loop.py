@@ -63,11 +63,11 @@ def test_vla_train_evaluates_closed_loop_every_n_steps_and_at_the_end(make_datas
 
 
 def test_closed_loop_config_errors():
-    with pytest.raises(ValueError, match="closed_loop.tasks"):
+    with pytest.raises(ValueError, match=r"closed_loop\.tasks"):
         ClosedLoopConfig(every=100)
     with pytest.raises(ValueError, match="unknown tasks"):
         ClosedLoopConfig(every=100, tasks=["FoldLaundry"])
-    with pytest.raises(ValueError, match="closed_loop.episodes_per_task"):
+    with pytest.raises(ValueError, match=r"closed_loop\.episodes_per_task"):
         ClosedLoopConfig(every=100, tasks=["all"], episodes_per_task=0)
     assert len(ClosedLoopConfig(every=1, tasks=["all"]).tasks) > 1
     assert ClosedLoopConfig().every == 0  # off by default: no tasks needed
