@@ -104,16 +104,16 @@ def _record(config: DemoConfig, dataset: Path) -> None:
     )
 
 
-def _evaluate(config: DemoConfig, checkpoint: Path) -> dict:
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"no trained checkpoint at {checkpoint}: run the train stage first")
+def _evaluate(config: DemoConfig, run_dir: Path) -> dict:
+    if not (run_dir / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoints under {run_dir}: run the train stage first")
     import torch
 
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     eval_config = EvalConfig(
-        checkpoint=str(checkpoint),
+        checkpoint=str(run_dir),  # its checkpoints/last
         task=config.tasks,
         episodes_per_task=config.eval_episodes,
         num_envs=config.eval_num_envs,
@@ -146,7 +146,7 @@ def run_demo(config: DemoConfig) -> dict | None:
     if "eval" not in config.stages:
         return None
     started = time.perf_counter()
-    document = _evaluate(config, out / "train" / "checkpoints" / "last")
+    document = _evaluate(config, out / "train")
     timings["eval_s"] = time.perf_counter() - started
     plot_training_curves(out / "train" / "tensorboard", out / "training_curves.png", CURVES)
     document["demo"] = {"timing": timings, "stages": list(config.stages)}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+import sim
 from policies.demo import DemoConfig, run_demo
 from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
 
@@ -39,3 +42,40 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     assert (out / "training_curves.png").stat().st_size > 0
     assert "training curves" in (out / "report.md").read_text()
     assert list((out / "videos").glob("*.mp4"))
+
+
+def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tmp_path):
+    from dataclasses import replace
+
+    model = ModelConfig(
+        vision=VisionConfig(kind="resnet18", width=32),
+        llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+        image_size=[32, 32],
+        chunk_size=4,
+    )
+    config = DemoConfig(
+        out=str(tmp_path / "suite"), tasks=["PressButton"], episodes_per_task=2, workers=1, steps=2,
+        batch_size=4, eval_episodes=1, eval_num_envs=1, model=model, stages=["record"],
+    )  # fmt: skip
+    assert run_demo(config) is None
+    assert (tmp_path / "suite" / "data" / "meta" / "info.json").is_file()
+    assert not (tmp_path / "suite" / "train").exists()
+    with pytest.raises(FileNotFoundError, match="train stage"):
+        run_demo(replace(config, stages=["eval"]))
+    document = run_demo(replace(config, stages=["train", "eval"]))
+    assert document["tasks"]["PressButton"]["episodes"] == 1
+    assert set(document["demo"]["timing"]) == {"train_s", "eval_s"}
+    with pytest.raises(ValueError, match="stages"):
+        DemoConfig(stages=["deploy"])
+
+
+def test_every_pipeline_preset_composes():
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module("configs", version_base="1.3"):
+        demo = OmegaConf.to_object(compose("demo"))
+        suite = OmegaConf.to_object(compose("suite_smollm2", overrides=["stages=[record]"]))
+    assert demo.model.llm.name == "tiny" and len(demo.tasks) >= 2 and demo.eval_episodes == 50
+    assert suite.model.llm.name == "smollm2-135m" and suite.tasks == sim.list_tasks()
+    assert suite.stages == ["record"] and suite.eval_episodes == 50

@@ -263,3 +263,16 @@ def test_random_shift_applies_in_training_only():
     assert not torch.allclose(encoder(x), encoder(x))
     with pytest.raises(ValueError, match="random_shift"):
         VisionConfig(random_shift=-1)
+
+
+def test_coordinate_channels_let_the_resnet_tell_identical_patches_at_different_places_apart():
+    from vla.model.vision import ResNet18GN
+
+    torch.manual_seed(0)
+    flat = torch.zeros(1, 3, 64, 64)  # a uniform image: every cell looks the same to a plain CNN
+    plain = ResNet18GN(32, (64, 64))(flat)[0]  # (P, C)
+    located = ResNet18GN(32, (64, 64), coords=True)(flat)[0]
+    assert located.shape == plain.shape
+    assert (located[0] - located[-1]).abs().max() > 10 * (plain[0] - plain[-1]).abs().max() + 1e-6
+    with pytest.raises(ValueError, match="coords"):
+        VisionConfig(kind="vit", coords=True)

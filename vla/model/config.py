@@ -31,12 +31,17 @@ class VisionConfig:
     shared: bool = True  # one encoder for all cameras, told apart by a learned camera embedding
     frozen: bool = False
     random_shift: int = 0  # training only: shift images by up to this many pixels (DrQ); 0: off
+    coords: bool = False  # resnet18: x/y coordinate channels appended to the input (CoordConv)
 
     def __post_init__(self):
         if self.random_shift < 0:
             raise ValueError(f"vision.random_shift must be >= 0 pixels, got {self.random_shift}")
         if self.kind not in VISION_KINDS:
             raise ValueError(f"vision.kind must be one of {VISION_KINDS}, got {self.kind!r}")
+        if self.coords and self.kind != "resnet18":
+            raise ValueError(
+                f"vision.coords is for kind 'resnet18' (a ViT has position embeddings), got {self.kind!r}"
+            )
         if self.kind == "hf" and not self.path:
             raise ValueError("vision.kind 'hf' needs vision.path, a local Hugging Face model folder")
         _positive("vision", width=self.width, patch=self.patch, depth=self.depth, heads=self.heads)

@@ -57,16 +57,30 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet18GN(nn.Module):
-    """ResNet-18 with GroupNorm: (M, 3, H, W) normalized -> (M, P, width), P = ceil(H/32) * ceil(W/32)."""
+def _coordinate_maps(x: torch.Tensor) -> torch.Tensor:
+    """(M, 2, H, W): every pixel's x and y, from -1 (left, top) to 1 (right, bottom)."""
+    count, _, height, width = x.shape
+    ys = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x, then y
+    return grid.expand(count, -1, -1, -1)
 
-    def __init__(self, width: int, image_size: tuple[int, int]):
+
+class ResNet18GN(nn.Module):
+    """ResNet-18 with GroupNorm: (M, 3, H, W) normalized -> (M, P, width), P = ceil(H/32) * ceil(W/32).
+
+    ``coords`` appends two channels holding each pixel's x and y in [-1, 1] to the input (CoordConv, Liu et
+    al. 2018): convolutions are translation-equivariant, so without them the network must infer where a
+    thing is from border effects, which takes far more data than a policy that has to reach it can spare."""
+
+    def __init__(self, width: int, image_size: tuple[int, int], coords: bool = False):
         super().__init__()
         if width % 8:
             raise ValueError(f"vision.width must be divisible by 8 for resnet18, got {width}")
         widths = [width // 8, width // 4, width // 2, width]
+        self.coords = coords
         self.stem = nn.Sequential(
-            nn.Conv2d(3, widths[0], 7, 2, 3, bias=False),
+            nn.Conv2d(5 if coords else 3, widths[0], 7, 2, 3, bias=False),
             _group_norm(widths[0]),
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
@@ -85,6 +99,8 @@ class ResNet18GN(nn.Module):
         self.out_dim = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coords:
+            x = torch.cat([x, _coordinate_maps(x)], dim=1)  # (M, 5, H, W)
         features = self.stages(self.stem(x))  # (M, C, h, w)
         return features.flatten(2).transpose(1, 2)  # (M, h*w, C)
 
@@ -290,7 +306,7 @@ def build_vision_encoder(
     image_size = (int(image_size[0]), int(image_size[1]))
     count = 1 if cfg.shared else len(cameras)
     if cfg.kind == "resnet18":
-        backbones = [ResNet18GN(cfg.width, image_size) for _ in range(count)]
+        backbones = [ResNet18GN(cfg.width, image_size, cfg.coords) for _ in range(count)]
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif cfg.kind == "vit":
         backbones = [ViT(cfg.width, cfg.patch, cfg.depth, cfg.heads, image_size) for _ in range(count)]
