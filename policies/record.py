@@ -38,6 +38,7 @@ ROBOT_TYPE = "vla_panda_sim"
 STAGING = ".vla_staging"  # encoded episodes waiting to be committed; removed when recording ends
 # A task whose policy keeps failing would otherwise loop forever under keep=success.
 MAX_ATTEMPTS_FACTOR = 4
+LABELS = ("intended", "executed")
 
 
 @dataclass
@@ -50,6 +51,9 @@ class RecordConfig:
     seed: int = 0  # a task's k-th attempt uses seed + k
     policy: str = "expert"
     noise: float = 0.0  # expert action noise (std, action units), seeded per episode
+    labels: str = (
+        "intended"  # with noise: record the expert's "intended" actions (DART) or the "executed" ones
+    )
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W)
     cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))
     codec: str = "libx264"
@@ -60,6 +64,10 @@ class RecordConfig:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.keep not in KEEP:
             raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.policy != "expert":
@@ -174,6 +182,7 @@ def _episode_settings(config: RecordConfig, staging: Path) -> dict:
         "image_size": tuple(config.image_size),
         "cameras": tuple(config.cameras),
         "noise": config.noise,
+        "executed_labels": config.labels == "executed",
         "codec": config.codec,
         "staging": str(staging),
     }

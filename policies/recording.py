@@ -53,7 +53,9 @@ def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
     fps = env.unwrapped.config.control_hz
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
     expert = sim.make_expert(env, noise=settings["noise"], seed=job.seed)
-    result = run_episode(env, expert, job.seed, record_steps=True)
+    result = run_episode(
+        env, expert, job.seed, record_steps=True, executed_labels=settings["executed_labels"]
+    )
     steps = result.steps
     videos = {}
     for camera, frames in steps.images.items():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies.base import Policy
-from sim.contract import ACTION_DIM
+from sim.contract import ACTION_DIM, LABEL_ACTIONS
 
 
 @dataclass
@@ -69,13 +69,33 @@ def action_chunk(output) -> np.ndarray:
     return actions
 
 
+def label_chunk(output: dict, actions: np.ndarray) -> np.ndarray:
+    """The actions a demonstration records for the executed ``actions``: the policy's ``LABEL_ACTIONS``
+    (an expert's intended actions under injected noise) when it gives them, else ``actions`` themselves."""
+    labels = output.get(LABEL_ACTIONS)
+    if labels is None:
+        return actions
+    labels = np.asarray(labels)
+    if labels.shape != actions.shape:
+        raise ValueError(
+            f"policy returned {LABEL_ACTIONS} of shape {labels.shape} for actions {actions.shape}"
+        )
+    return labels
+
+
 def run_episode(
-    env, policy: Policy, seed: int, record_video: bool = False, record_steps: bool = False
+    env,
+    policy: Policy,
+    seed: int,
+    record_video: bool = False,
+    record_steps: bool = False,
+    executed_labels: bool = False,
 ) -> EpisodeResult:
     """Reset ``env`` with ``seed`` and run ``policy`` until the episode terminates or is truncated.
 
     ``record_video`` keeps ``env.render()`` frames; ``record_steps`` keeps every observation with the
-    action taken from it (a demonstration).
+    action to learn from it (a demonstration): the policy's ``LABEL_ACTIONS`` if it gives them, or the
+    executed action with ``executed_labels`` (or when it gives none).
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
@@ -83,9 +103,12 @@ def run_episode(
     recorder = _StepRecorder() if record_steps else None
     steps, done = 0, False
     while not done:
-        for action in action_chunk(policy.infer(obs)):
+        output = policy.infer(obs)
+        actions = action_chunk(output)
+        labels = actions if executed_labels else label_chunk(output, actions)
+        for action, label in zip(actions, labels, strict=True):
             if recorder is not None:
-                recorder.add(obs, action)
+                recorder.add(obs, label)
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
             if record_video:

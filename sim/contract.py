@@ -36,6 +36,9 @@ STATE_DIM = len(STATE_NAMES)
 
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 ACTION_DIM = len(ACTION_NAMES)
+# Optional key of a policy's infer() output: (K, 7) actions a demonstration should record for the executed
+# ``actions``. The scripted experts with noise put their intended (noise-free) actions here (DART).
+LABEL_ACTIONS = "label_actions"
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.contract import ACTION_DIM
+from sim.contract import ACTION_DIM, LABEL_ACTIONS
 from sim.controller import MAX_ROTATION, MAX_TRANSLATION, orientation_error
 from sim.tasks.base import Track, Waypoint
 
@@ -20,7 +20,10 @@ def down_mat(yaw: float) -> np.ndarray:
 
 
 class ScriptedExpert:
-    """Drives one environment through its task's plan. ``noise`` adds Gaussian noise to arm actions."""
+    """Drives one environment through its task's plan. ``noise`` adds Gaussian noise to the executed arm
+    actions; the output then also holds the intended actions under ``LABEL_ACTIONS``. Because the expert
+    re-plans from the state it reaches, demonstrations recorded this way show how to recover from the
+    deviations (DART, Laskey et al. 2017)."""
 
     def __init__(self, env, noise: float = 0.0, seed: int | None = None):
         if noise < 0:
@@ -47,10 +50,13 @@ class ScriptedExpert:
         action[:3] = np.clip(error / MAX_TRANSLATION, -waypoint.speed, waypoint.speed)
         action[3:6] = orientation_error(down_mat(waypoint.yaw), controller.target_mat) / MAX_ROTATION
         action[6] = waypoint.gripper
-        if self.noise > 0:
-            action[:6] += self._rng.normal(0.0, self.noise, 6)
         self._advance(world, waypoint)
-        return {"actions": np.clip(action, -1.0, 1.0).astype(np.float32)[None]}  # (1, 7)
+        intended = np.clip(action, -1.0, 1.0).astype(np.float32)[None]  # (1, 7)
+        if self.noise == 0:
+            return {"actions": intended}
+        executed = action.copy()
+        executed[:6] += self._rng.normal(0.0, self.noise, 6)
+        return {"actions": np.clip(executed, -1.0, 1.0).astype(np.float32)[None], LABEL_ACTIONS: intended}
 
     def _waypoint(self, world) -> Waypoint:
         step = self._plan[min(self._index, len(self._plan) - 1)]

@@ -75,8 +75,30 @@ def test_two_spawned_workers_record_the_same_kind_of_dataset(tmp_path):
     assert indices == list(range(4))
 
 
+def test_noisy_demonstrations_record_the_experts_intended_actions_unless_asked_otherwise():
+    import sim
+    from policies.rollout import run_episode
+
+    env = sim.make("OpenDrawer", image_size=(32, 32))
+    runs = {
+        labels: run_episode(
+            env, sim.make_expert(env, noise=0.3, seed=3), 3, record_steps=True, executed_labels=labels
+        ).steps
+        for labels in (False, True)
+    }
+    intended, executed = runs[False].actions, runs[True].actions
+    assert np.array_equal(runs[False].state, runs[True].state)  # the same noisy episode both times
+    # Executed = intended + the expert's seeded noise (translation shown; it is clipped by speed already),
+    # and the gripper command is never noised.
+    noise = np.random.default_rng(3).normal(0.0, 0.3, (len(executed), 6)).astype(np.float32)
+    assert np.allclose(executed[:, :3], np.clip(intended[:, :3] + noise[:, :3], -1, 1), atol=1e-6)
+    assert np.array_equal(executed[:, 6], intended[:, 6])
+    assert sim.contract.LABEL_ACTIONS not in sim.make_expert(env).infer(env.reset(seed=0)[0])
+
+
 @pytest.mark.parametrize(
-    "bad", [{"keep": "best"}, {"task": "FoldLaundry"}, {"workers": 0}, {"cameras": ["top"]}]
+    "bad",
+    [{"keep": "best"}, {"task": "FoldLaundry"}, {"workers": 0}, {"cameras": ["top"]}, {"labels": "clean"}],
 )
 def test_bad_options_are_rejected_with_the_reason(bad):
     with pytest.raises(ValueError):
