@@ -28,7 +28,7 @@ from policies.record import RecordConfig, record
 from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 from vla.model.config import ModelConfig
-from vla.train.config import TrainConfig
+from vla.train.config import PRECISIONS, TrainConfig
 
 CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "train/lr"]
 STAGES = ("record", "train", "eval")
@@ -39,11 +39,13 @@ class DemoConfig:
     out: str = "runs/demo"
     tasks: list[str] = field(default_factory=lambda: ["OpenDrawer", "CloseDrawer"])
     episodes_per_task: int = 60  # recorded demonstrations per task
+    noise: float = 0.0  # expert action noise while recording; frames keep the intended actions (DART)
     workers: int = 2  # recording processes
     steps: int = 1000  # training steps of the tiny VLA
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 50
+    precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     eval_episodes: int = 50  # closed-loop episodes per task
     eval_num_envs: int = 2  # vectorized environments of the evaluation (spawned processes when > 1)
     n_action_steps: int = 5
@@ -57,6 +59,8 @@ class DemoConfig:
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(self.stages)}")
+        if self.precision not in PRECISIONS:  # checked before the minutes of recording, not after
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.torch_threads < 0 or self.warmup_steps < 0:
             raise ValueError(
                 f"torch_threads and warmup_steps must be >= 0, got {self.torch_threads}, {self.warmup_steps}"
@@ -86,6 +90,7 @@ def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
         batch_size=config.batch_size,
         lr=config.lr,
         warmup_steps=min(config.warmup_steps, config.steps // 10),
+        precision=config.precision,
         val_fraction=0.05,
         val_every=max(1, config.steps // 4),
         save_every=config.steps,
@@ -98,6 +103,7 @@ def _record(config: DemoConfig, dataset: Path) -> None:
         RecordConfig(
             task=config.tasks,
             episodes_per_task=config.episodes_per_task,
+            noise=config.noise,
             out=str(dataset),
             workers=config.workers,
         )

@@ -67,6 +67,8 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
     assert set(document["demo"]["timing"]) == {"train_s", "eval_s"}
     with pytest.raises(ValueError, match="stages"):
         DemoConfig(stages=["deploy"])
+    with pytest.raises(ValueError, match="precision"):
+        DemoConfig(precision="fp16")  # refused before recording, not after
 
 
 def test_every_pipeline_preset_composes():
@@ -77,5 +79,8 @@ def test_every_pipeline_preset_composes():
         demo = OmegaConf.to_object(compose("demo"))
         suite = OmegaConf.to_object(compose("suite_smollm2", overrides=["stages=[record]"]))
     assert demo.model.llm.name == "tiny" and len(demo.tasks) >= 2 and demo.eval_episodes == 50
+    # One action per step: with DART labels a longer chunk would be executed blind (docs/benchmarks.md).
+    assert demo.noise > 0 and demo.model.chunk_size == 1 == demo.n_action_steps
+    assert demo.model.prompt == "{instruction}" and demo.model.connector.kind == "keypoints"
     assert suite.model.llm.name == "smollm2-135m" and suite.tasks == sim.list_tasks()
     assert suite.stages == ["record"] and suite.eval_episodes == 50

@@ -97,8 +97,11 @@ def test_encoder_and_connector_shapes(kind, shared, cameras, hf_folder):
     for connector_cfg, per_camera in (
         (ConnectorConfig("mlp"), encoder.num_patches),
         (ConnectorConfig("resampler", 3, 1, 2), 3),
+        (ConnectorConfig("keypoints", 2, keypoints=5), 2),
     ):
-        connector = build_connector(connector_cfg, encoder.out_dim, 40, encoder.num_patches)
+        if connector_cfg.kind == "keypoints" and encoder.num_patches == 1:
+            continue  # a single cell has no position (refused: see test_bad_input_is_a_clear_value_error)
+        connector = build_connector(connector_cfg, encoder.out_dim, 40, encoder.num_patches, encoder.grid)
         assert connector.tokens_per_camera == per_camera
         assert connector(features).shape == (2, cameras * per_camera, 40)
 
@@ -135,14 +138,15 @@ def test_frozen_encoder_gets_no_gradients_and_stays_in_eval_mode(kind, hf_folder
     assert encoder.camera_embedding.grad is not None  # new, never pretrained: stays trainable
 
 
-@pytest.mark.parametrize("connector_kind", ["mlp", "resampler"])
+@pytest.mark.parametrize("connector_kind", ["mlp", "resampler", "keypoints"])
 @pytest.mark.parametrize("kind", ["resnet18", "vit", "hf"])
 def test_gradients_flow_from_connector_to_unfrozen_encoder(kind, connector_kind, hf_folder):
-    encoder = build_vision_encoder(vision_config(kind, shared=True, path=hf_folder), SIZE, CAMERAS[2])
+    size = (64, 64) if kind == "resnet18" else SIZE  # keypoints need more than the 1x1 grid of 32 px
+    encoder = build_vision_encoder(vision_config(kind, shared=True, path=hf_folder), size, CAMERAS[2])
     connector = build_connector(
-        ConnectorConfig(connector_kind, 4, 1, 2), encoder.out_dim, 16, encoder.num_patches
+        ConnectorConfig(connector_kind, 4, 1, 2), encoder.out_dim, 16, encoder.num_patches, encoder.grid
     )
-    connector(encoder(images(2, 2))).square().mean().backward()
+    connector(encoder(images(2, 2, size))).square().mean().backward()
     parameters = list(encoder.parameters()) + list(connector.parameters())
     missing = [p.shape for p in parameters if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"
@@ -179,6 +183,34 @@ def test_resampler_token_count_is_independent_of_patch_count():
         assert connector(torch.randn(3, 2, patches, 12)).shape == (3, 10, 8)
 
 
+@pytest.mark.parametrize(("stages", "grid", "channels"), [(4, (2, 2), 32), (3, (4, 4), 16), (2, (8, 8), 8)])
+def test_fewer_resnet_stages_give_a_finer_feature_grid(stages, grid, channels):
+    cfg = VisionConfig(kind="resnet18", width=32, stages=stages)
+    encoder = build_vision_encoder(cfg, (64, 64), CAMERAS[1])
+    assert encoder.grid == grid and encoder.num_patches == grid[0] * grid[1] and encoder.out_dim == channels
+    assert encoder(images(1, 1, (64, 64))).shape == (1, 1, grid[0] * grid[1], channels)
+
+
+def test_keypoints_are_where_their_feature_is_on_the_grid():
+    # A feature present in one patch only: every keypoint that responds to it lands on that patch's centre,
+    # in x (column) then y (row), each from -1 (left, top) to 1 (right, bottom) of the (h, w) = (3, 4) grid.
+    connector = build_connector(ConnectorConfig("keypoints", 1, keypoints=1), 2, 8, 12, (3, 4))
+    with torch.no_grad():
+        connector.maps.weight.copy_(torch.tensor([[50.0, 0.0]]))
+        connector.maps.bias.zero_()
+    for row, col in ((0, 0), (2, 3), (1, 2)):
+        features = torch.zeros(1, 12, 2)
+        features[0, row * 4 + col, 0] = 1.0
+        weights = connector.maps(features).softmax(dim=1)
+        point = (weights.transpose(1, 2) @ connector.positions)[0, 0]
+        torch.testing.assert_close(
+            point, torch.tensor([-1 + col * 2 / 3, -1 + row * 2 / 2]), atol=1e-3, rtol=0
+        )
+    moved = torch.zeros(1, 1, 12, 2)
+    moved[0, 0, 11, 0] = 1.0
+    assert not torch.allclose(connector(moved), connector(torch.roll(moved, -11, dims=2))), "position is lost"
+
+
 def test_mlp_connector_keeps_camera_order():
     connector = build_connector(ConnectorConfig("mlp"), 6, 4, 3)
     features = torch.randn(1, 2, 3, 6)
@@ -206,6 +238,18 @@ def test_bad_input_is_a_clear_value_error(tmp_path, hf_folder):
         ConnectorConfig(kind="qformer")
     with pytest.raises(ValueError, match=r"divisible by connector.heads"):
         build_connector(ConnectorConfig("resampler", heads=3), 8, 16, 4)
+    with pytest.raises(ValueError, match=r"feature grid"):
+        build_connector(ConnectorConfig("keypoints"), 8, 16, 4)  # no grid
+    with pytest.raises(ValueError, match=r"feature grid"):
+        build_connector(ConnectorConfig("keypoints"), 8, 16, 4, (3, 3))
+    with pytest.raises(ValueError, match=r"at least 2 patches"):
+        build_connector(ConnectorConfig("keypoints"), 8, 16, 1, (1, 1))
+    with pytest.raises(ValueError, match=r"keypoints"):
+        ConnectorConfig("keypoints", keypoints=0)
+    with pytest.raises(ValueError, match=r"vision.stages"):
+        VisionConfig(stages=5)
+    with pytest.raises(ValueError, match=r"vision.stages"):
+        VisionConfig(kind="vit", stages=3)
 
 
 def test_wrong_images_are_a_clear_value_error():

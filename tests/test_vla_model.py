@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -74,6 +73,19 @@ def test_soft_bin_targets_charge_a_near_miss_less_than_a_far_one(dataset):
         small_config(bin_sigma=-1.0)
 
 
+def test_the_prompt_template_sets_the_text_the_llm_reads_and_survives_a_checkpoint(dataset, batch, tmp_path):
+    default = model_for(dataset)
+    bare = model_for(dataset, prompt="{instruction}")
+    default_ids, _ = default.processor.prompt(["open the drawer"], "cpu")
+    bare_ids, _ = bare.processor.prompt(["open the drawer"], "cpu")
+    assert bare_ids.shape[1] < default_ids.shape[1]  # the byte tokenizer: a token per character
+    bare.save(tmp_path / "ckpt")
+    assert VLA.load(tmp_path / "ckpt").config.prompt == "{instruction}"
+    for bad in ("open it", "{instruction} {robot}", "{instruction"):
+        with pytest.raises(ValueError, match="prompt"):
+            small_config(prompt=bad)
+
+
 def test_predict_decodes_every_output_into_the_action_range(dataset, batch):
     vla = model_for(dataset)
     actions = vla.predict(batch)
@@ -131,20 +143,23 @@ def test_missing_normalization_statistics_are_an_error(dataset):
         VLA(small_config(), stats)
 
 
-def test_tiny_model_overfits_one_batch_within_a_minute(dataset, batch):
+def test_tiny_model_overfits_one_batch(dataset, batch):
+    # Bounded in optimizer steps, not seconds, so a busy machine cannot fail it. The synthetic frames differ
+    # by a few grey levels and the states by 0.2% of their range, so a handful of tokens stay hard: ask for
+    # nearly all of them and a loss far below its start.
     torch.manual_seed(0)
     vla = model_for(dataset)
     optimizer = torch.optim.AdamW([p for p in vla.parameters() if p.requires_grad], lr=2e-3)
-    start, accuracy = time.monotonic(), 0.0
-    while time.monotonic() - start < 60:
+    first_loss = accuracy = None
+    for _ in range(200):
         out = vla.loss(batch)
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
+        first_loss = first_loss or out["loss"].item()
         accuracy = out["token_accuracy"].item()
-        if accuracy >= 0.99:
-            break
-    assert accuracy >= 0.99, f"token accuracy {accuracy:.3f} after {time.monotonic() - start:.0f} s"
+    assert accuracy >= 0.95, f"token accuracy {accuracy:.3f} after 200 steps"
+    assert out["loss"].item() < 0.05 * first_loss, f"loss {first_loss:.3f} -> {out['loss'].item():.3f}"
 
 
 def test_freeze_llm_leaves_only_the_encoders_trainable(dataset):

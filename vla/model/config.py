@@ -7,10 +7,11 @@ embedding space, a state encoder (one token), and a causal LLM that reads
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
 VISION_KINDS = ("resnet18", "vit", "hf")
-CONNECTOR_KINDS = ("mlp", "resampler")
+CONNECTOR_KINDS = ("mlp", "resampler", "keypoints")
 LLM_PRESETS = ("tiny", "smollm2-135m")
 
 
@@ -32,12 +33,19 @@ class VisionConfig:
     frozen: bool = False
     random_shift: int = 0  # training only: shift images by up to this many pixels (DrQ); 0: off
     coords: bool = False  # resnet18: x/y coordinate channels appended to the input (CoordConv)
+    # resnet18: residual stages kept (1-4); each one fewer halves the output stride (32 -> 16 -> 8 -> 4) and
+    # the channels (width -> width/2 ...): a finer feature grid, for the keypoints connector
+    stages: int = 4
 
     def __post_init__(self):
         if self.random_shift < 0:
             raise ValueError(f"vision.random_shift must be >= 0 pixels, got {self.random_shift}")
         if self.kind not in VISION_KINDS:
             raise ValueError(f"vision.kind must be one of {VISION_KINDS}, got {self.kind!r}")
+        if not 1 <= self.stages <= 4:
+            raise ValueError(f"vision.stages must be in [1, 4] (resnet18 residual stages), got {self.stages}")
+        if self.stages != 4 and self.kind != "resnet18":
+            raise ValueError(f"vision.stages is for kind 'resnet18', got {self.kind!r}")
         if self.coords and self.kind != "resnet18":
             raise ValueError(
                 f"vision.coords is for kind 'resnet18' (a ViT has position embeddings), got {self.kind!r}"
@@ -49,15 +57,24 @@ class VisionConfig:
 
 @dataclass
 class ConnectorConfig:
-    kind: str = "mlp"  # "mlp": a token per patch (LLaVA) | "resampler": num_queries tokens per camera
+    # "mlp": a token per patch (LLaVA) | "resampler": num_queries tokens per camera | "keypoints": spatial
+    # softmax, num_queries tokens per camera made from the image positions of `keypoints` learned features
+    kind: str = "mlp"
     num_queries: int = 16
     depth: int = 2
     heads: int = 4
+    keypoints: int = 32
 
     def __post_init__(self):
         if self.kind not in CONNECTOR_KINDS:
             raise ValueError(f"connector.kind must be one of {CONNECTOR_KINDS}, got {self.kind!r}")
-        _positive("connector", num_queries=self.num_queries, depth=self.depth, heads=self.heads)
+        _positive(
+            "connector",
+            num_queries=self.num_queries,
+            keypoints=self.keypoints,
+            depth=self.depth,
+            heads=self.heads,
+        )
 
 
 @dataclass
@@ -101,6 +118,9 @@ class ModelConfig:
     bin_sigma: float = 0.0
     freeze_llm: bool = False
     lora_rank: int = 0  # > 0: LoRA adapters on the LLM's attention and MLP projections (peft)
+    # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
+    # the bare instruction.
+    prompt: str = "What action should the robot take to {instruction}?"
 
     def __post_init__(self):
         for name, kind in (("vision", VisionConfig), ("connector", ConnectorConfig), ("llm", LLMConfig)):
@@ -120,7 +140,18 @@ class ModelConfig:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
+        _check_prompt(self.prompt)
 
     @property
     def action_tokens(self) -> int:
         return self.chunk_size * self.action_dim
+
+
+def _check_prompt(prompt: str) -> None:
+    """The prompt template must hold the field {instruction} once and no other field."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None]
+    except ValueError as error:
+        raise ValueError(f"prompt {prompt!r} is not a valid template: {error}") from None
+    if fields != ["instruction"]:
+        raise ValueError(f"prompt must contain '{{instruction}}' once and no other field, got {prompt!r}")

@@ -4,6 +4,10 @@
 - ``resampler`` (Flamingo's perceiver resampler / BLIP-2's Q-Former idea): ``num_queries`` learned queries
   cross-attend one camera's patches through ``depth`` layers, so T = ``num_queries`` whatever P is. This caps
   the LLM's sequence length when the encoder yields many patches (a 224 px SigLIP: 196 per camera).
+- ``keypoints`` (spatial softmax, Levine et al. 2016; robomimic's image encoders): ``keypoints`` learned
+  feature maps each become their expected (x, y) in the image, and an MLP maps these positions to
+  ``num_queries`` tokens per camera. Reaching a thing needs where it is; patch tokens only carry that
+  implicitly, and from scratch on little data a network learns it far more slowly.
 
 Cameras are mapped independently with the same weights; the vision encoder's camera embedding already tells
 them apart. Tokens come out camera after camera, in the encoder's camera order.
@@ -92,8 +96,37 @@ class ResamplerConnector(Connector):
         return self.norm(queries)  # (M, T, D)
 
 
-def build_connector(cfg: ConnectorConfig, in_dim: int, out_dim: int, num_patches: int) -> Connector:
-    """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``."""
+class KeypointConnector(Connector):
+    """Spatial softmax over the (h, w) feature ``grid``, then an MLP from keypoint positions to tokens."""
+
+    def __init__(self, in_dim: int, out_dim: int, grid: tuple[int, int], keypoints: int, tokens: int):
+        super().__init__(in_dim, out_dim, grid[0] * grid[1], tokens_per_camera=tokens)
+        self.maps = nn.Linear(in_dim, keypoints)  # a 1x1 convolution: one attention map per keypoint
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid[0]), torch.linspace(-1, 1, grid[1]), indexing="ij")
+        positions = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (P, 2), row-major like the patches
+        self.register_buffer("positions", positions, persistent=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * keypoints, out_dim), nn.GELU(), nn.Linear(out_dim, tokens * out_dim)
+        )
+
+    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
+        weights = (self.maps(features) / self.log_temperature.exp()).softmax(dim=1)  # (M, P, K) over P
+        points = weights.transpose(1, 2) @ self.positions  # (M, K, 2): expected x, y in [-1, 1]
+        return self.mlp(points.flatten(1)).view(-1, self.tokens_per_camera, self.out_dim)  # (M, T, D)
+
+
+def build_connector(
+    cfg: ConnectorConfig,
+    in_dim: int,
+    out_dim: int,
+    num_patches: int,
+    grid: tuple[int, int] | None = None,
+) -> Connector:
+    """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``.
+
+    ``grid`` (h, w) lays the ``num_patches`` out row-major; only ``keypoints`` needs it.
+    """
     if not isinstance(cfg, ConnectorConfig):
         raise ValueError(f"build_connector needs a ConnectorConfig, got {type(cfg).__name__}")
     for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("num_patches", num_patches)):
@@ -103,4 +136,17 @@ def build_connector(cfg: ConnectorConfig, in_dim: int, out_dim: int, num_patches
         return MLPConnector(in_dim, out_dim, num_patches)
     if cfg.kind == "resampler":
         return ResamplerConnector(in_dim, out_dim, num_patches, cfg.num_queries, cfg.depth, cfg.heads)
-    raise ValueError(f"connector.kind must be 'mlp' or 'resampler', got {cfg.kind!r}")
+    if cfg.kind == "keypoints":
+        if grid is None or len(grid) != 2 or int(grid[0]) * int(grid[1]) != num_patches:
+            raise ValueError(
+                f"connector 'keypoints' needs the feature grid (h, w) of the {num_patches} patches, got {grid}"
+            )
+        if num_patches < 2:
+            raise ValueError(
+                "connector 'keypoints' needs a feature grid of at least 2 patches (a larger image_size), "
+                f"got {tuple(grid)}"
+            )
+        return KeypointConnector(
+            in_dim, out_dim, (int(grid[0]), int(grid[1])), cfg.keypoints, cfg.num_queries
+        )
+    raise ValueError(f"connector.kind must be 'mlp', 'resampler' or 'keypoints', got {cfg.kind!r}")

@@ -1,7 +1,7 @@
 """Everything between a dataset batch and the network's tensors, and back: the policy's data contract.
 
 In: state normalized with the dataset's q01/q99 to [-1, 1] (clipped to [-STATE_CLIP, STATE_CLIP]), the
-instruction wrapped in PROMPT and tokenized by the backbone's own tokenizer (left-padded, so every sequence's
+instruction wrapped in the config's prompt template and tokenized by the backbone's own tokenizer (left-padded, so every sequence's
 action tokens start at the same position), action chunks as tokens (``vla.tokenizer.ActionTokenizer``).
 Out: action tokens -> un-normalized actions with the same statistics. Missing statistics are an error naming
 the feature and the key, never an identity fallback.
@@ -16,7 +16,6 @@ from vla.data.layout import ACTION, STATE
 from vla.model.config import ModelConfig
 from vla.tokenizer import ActionTokenizer
 
-PROMPT = "What action should the robot take to {instruction}?"
 STATE_CLIP = 2.0  # states beyond the training range stay informative, but bounded
 NEEDED_STATS = ("q01", "q99")
 
@@ -57,7 +56,7 @@ class Processor:
 
     def prompt(self, instructions: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), each (B, L), left-padded."""
-        texts = [PROMPT.format(instruction=text.strip().rstrip(".")) for text in instructions]
+        texts = [self.config.prompt.format(instruction=text.strip().rstrip(".")) for text in instructions]
         encoded = self.text(texts, return_tensors="pt", padding=True, add_special_tokens=True)
         return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 

@@ -67,13 +67,14 @@ def _coordinate_maps(x: torch.Tensor) -> torch.Tensor:
 
 
 class ResNet18GN(nn.Module):
-    """ResNet-18 with GroupNorm: (M, 3, H, W) normalized -> (M, P, width), P = ceil(H/32) * ceil(W/32).
+    """ResNet-18 with GroupNorm: (M, 3, H, W) normalized -> (M, P, C), P = ceil(H/32) * ceil(W/32) and
+    C = width with all four residual ``stages``; each stage fewer halves the stride and C (a finer grid).
 
     ``coords`` appends two channels holding each pixel's x and y in [-1, 1] to the input (CoordConv, Liu et
     al. 2018): convolutions are translation-equivariant, so without them the network must infer where a
     thing is from border effects, which takes far more data than a policy that has to reach it can spare."""
 
-    def __init__(self, width: int, image_size: tuple[int, int], coords: bool = False):
+    def __init__(self, width: int, image_size: tuple[int, int], coords: bool = False, stages: int = 4):
         super().__init__()
         if width % 8:
             raise ValueError(f"vision.width must be divisible by 8 for resnet18, got {width}")
@@ -85,18 +86,20 @@ class ResNet18GN(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
         )
-        stages, in_channels = [], widths[0]
-        for index, channels in enumerate(widths):
+        blocks, in_channels = [], widths[0]
+        for index, channels in enumerate(widths[:stages]):
             stride = 1 if index == 0 else 2
-            stages += [_BasicBlock(in_channels, channels, stride), _BasicBlock(channels, channels, 1)]
+            blocks += [_BasicBlock(in_channels, channels, stride), _BasicBlock(channels, channels, 1)]
             in_channels = channels
-        self.stages = nn.Sequential(*stages)
-        # Every stride-2 layer here (k7 p3, k3 p1, k1 p0) maps a side s to ceil(s / 2); there are five.
+        self.stages = nn.Sequential(*blocks)
+        # Every stride-2 layer here (k7 p3, k3 p1, k1 p0) maps a side s to ceil(s / 2): two in the stem,
+        # one per stage after the first.
         height, width_px = image_size
-        for _ in range(5):
+        for _ in range(stages + 1):
             height, width_px = (height + 1) // 2, (width_px + 1) // 2
+        self.grid = (height, width_px)  # (h, w) of the feature map
         self.num_patches = height * width_px
-        self.out_dim = width
+        self.out_dim = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.coords:
@@ -115,7 +118,8 @@ class ViT(nn.Module):
             raise ValueError(f"image_size {tuple(image_size)} must be divisible by vision.patch {patch}")
         if width % heads:
             raise ValueError(f"vision.width {width} must be divisible by vision.heads {heads}")
-        self.num_patches = (height // patch) * (width_px // patch)
+        self.grid = (height // patch, width_px // patch)
+        self.num_patches = self.grid[0] * self.grid[1]
         self.out_dim = width
         self.patch_embedding = nn.Conv2d(3, width, patch, patch)
         self.position = nn.Parameter(torch.zeros(1, self.num_patches, width))
@@ -212,7 +216,8 @@ class HFVisionBackbone(nn.Module):
             raise ValueError(f"vision.path: input size {self.size} is not divisible by patch_size {patch}")
         self.model = model
         self.resize = self.size != tuple(image_size)
-        self.num_patches = (self.size[0] // patch) * (self.size[1] // patch)
+        self.grid = (self.size[0] // patch, self.size[1] // patch)
+        self.num_patches = self.grid[0] * self.grid[1]
         self.out_dim = int(model.config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +232,8 @@ class HFVisionBackbone(nn.Module):
 
 
 class VisionEncoder(nn.Module):
-    """uint8 images (B, N, 3, H, W) -> features (B, N, P, C); ``out_dim`` = C, ``num_patches`` = P."""
+    """uint8 images (B, N, 3, H, W) -> features (B, N, P, C); ``out_dim`` = C, ``num_patches`` = P, the
+    patches row-major over the feature map's ``grid`` (h, w)."""
 
     def __init__(
         self,
@@ -246,6 +252,7 @@ class VisionEncoder(nn.Module):
         self.image_size = tuple(image_size)
         self.out_dim = int(backbones[0].out_dim)
         self.num_patches = int(backbones[0].num_patches)
+        self.grid = tuple(int(v) for v in backbones[0].grid)
         self.frozen = frozen
         self.camera_embedding = nn.Parameter(torch.randn(len(self.cameras), self.out_dim) * 0.02)  # (N, C)
         self.register_buffer(
@@ -306,7 +313,7 @@ def build_vision_encoder(
     image_size = (int(image_size[0]), int(image_size[1]))
     count = 1 if cfg.shared else len(cameras)
     if cfg.kind == "resnet18":
-        backbones = [ResNet18GN(cfg.width, image_size, cfg.coords) for _ in range(count)]
+        backbones = [ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages) for _ in range(count)]
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif cfg.kind == "vit":
         backbones = [ViT(cfg.width, cfg.patch, cfg.depth, cfg.heads, image_size) for _ in range(count)]

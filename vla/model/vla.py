@@ -41,7 +41,7 @@ class VLA(nn.Module):
             config.vision, tuple(config.image_size), config.cameras, pretrained=pretrained
         )
         self.connector = build_connector(
-            config.connector, self.vision.out_dim, hidden, self.vision.num_patches
+            config.connector, self.vision.out_dim, hidden, self.vision.num_patches, self.vision.grid
         )
         self.state_encoder = StateEncoder(config.state_dim, hidden)
         self.llm = self._adapt_llm(self.backbone.model, config)
@@ -151,8 +151,8 @@ class VLA(nn.Module):
                     inputs_embeds=self._embed(self.action_ids[choice])[:, None],
                     attention_mask=mask,
                     position_ids=positions,
-                    past_key_values=out.past_key_values,
                     use_cache=True,
+                    **_cache_argument(out),
                 )
         finally:
             self.train(was_training)
@@ -166,3 +166,14 @@ class VLA(nn.Module):
     @classmethod
     def load(cls, directory) -> VLA:
         return load_vla(directory, cls)
+
+
+def _cache_argument(out) -> dict:
+    """The KV cache of ``out`` as the keyword argument the installed transformers expects.
+
+    transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name is removed in 5.40); 4.x only knows
+    the old one.
+    """
+    if "cache" in out:
+        return {"cache": out["cache"]}
+    return {"past_key_values": out["past_key_values"]}
