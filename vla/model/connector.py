@@ -97,7 +97,11 @@ class ResamplerConnector(Connector):
 
 
 class KeypointConnector(Connector):
-    """Spatial softmax over the (h, w) feature ``grid``, then an MLP from keypoint positions to tokens."""
+    """Spatial softmax over the (h, w) feature ``grid``, then an MLP from keypoint positions to tokens.
+
+    The encoder's camera embedding is constant over a camera's patches, so the softmax cancels it: here the
+    cameras are told apart by their tokens' place in the sequence only.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, grid: tuple[int, int], keypoints: int, tokens: int):
         super().__init__(in_dim, out_dim, grid[0] * grid[1], tokens_per_camera=tokens)

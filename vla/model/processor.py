@@ -1,8 +1,9 @@
 """Everything between a dataset batch and the network's tensors, and back: the policy's data contract.
 
 In: state normalized with the dataset's q01/q99 to [-1, 1] (clipped to [-STATE_CLIP, STATE_CLIP]), the
-instruction wrapped in the config's prompt template and tokenized by the backbone's own tokenizer (left-padded, so every sequence's
-action tokens start at the same position), action chunks as tokens (``vla.tokenizer.ActionTokenizer``).
+instruction wrapped in the config's ``prompt`` template and tokenized by the backbone's own tokenizer
+(left-padded, so every sequence's action tokens start at the same position), action chunks as tokens
+(``vla.tokenizer.ActionTokenizer``).
 Out: action tokens -> un-normalized actions with the same statistics. Missing statistics are an error naming
 the feature and the key, never an identity fallback.
 """
