@@ -76,6 +76,11 @@ class DemoConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_action_steps > self.model.chunk_size:
+            raise ValueError(
+                f"n_action_steps ({self.n_action_steps}) must be <= model.chunk_size ({self.model.chunk_size}): "
+                "the policy predicts only chunk_size actions at a time"
+            )
 
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)

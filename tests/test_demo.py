@@ -27,6 +27,7 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
         steps=3,
         batch_size=4,
         eval_episodes=2,
+        n_action_steps=2,
         model=model,
     )
     document = run_demo(config)
@@ -55,7 +56,7 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
     )
     config = DemoConfig(
         out=str(tmp_path / "suite"), tasks=["PressButton"], episodes_per_task=2, workers=1, steps=2,
-        batch_size=4, eval_episodes=1, eval_num_envs=1, model=model, stages=["record"],
+        batch_size=4, eval_episodes=1, eval_num_envs=1, n_action_steps=4, model=model, stages=["record"],
     )  # fmt: skip
     assert run_demo(config) is None
     assert (tmp_path / "suite" / "data" / "meta" / "info.json").is_file()
@@ -69,6 +70,8 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
         DemoConfig(stages=["deploy"])
     with pytest.raises(ValueError, match="precision"):
         DemoConfig(precision="fp16")  # refused before recording, not after
+    with pytest.raises(ValueError, match=r"n_action_steps \(5\) must be <= model.chunk_size \(4\)"):
+        DemoConfig(n_action_steps=5, model=model)
 
 
 def test_every_pipeline_preset_composes():

@@ -320,3 +320,37 @@ def test_coordinate_channels_let_the_resnet_tell_identical_patches_at_different_
     assert (located[0] - located[-1]).abs().max() > 10 * (plain[0] - plain[-1]).abs().max() + 1e-6
     with pytest.raises(ValueError, match="coords"):
         VisionConfig(kind="vit", coords=True)
+
+
+def test_state_dropout_hides_some_states_in_training_and_none_in_evaluation():
+    from vla.model.state import StateEncoder
+
+    torch.manual_seed(0)
+    encoder = StateEncoder(state_dim=5, out_dim=8, dropout=0.5)
+    torch.nn.init.normal_(encoder.missing)
+    state = torch.randn(64, 5)
+    hidden = (encoder(state)[:, 0] == encoder.missing).all(dim=1)  # (64,)
+    assert 10 < int(hidden.sum()) < 54  # about half
+    encoder.eval()
+    assert not (encoder(state)[:, 0] == encoder.missing).all(dim=1).any()
+    assert encoder(state).shape == (64, 1, 8)
+
+
+def test_state_dropout_one_never_reads_the_state():
+    from vla.model.state import StateEncoder
+
+    encoder = StateEncoder(state_dim=5, out_dim=8, dropout=1.0)
+    for training in (True, False):
+        encoder.train(training)
+        tokens = encoder(torch.randn(4, 5))
+        assert tokens.shape == (4, 1, 8) and torch.equal(tokens, encoder(torch.randn(4, 5)))
+    tokens.sum().backward()
+    assert encoder.missing.grad is not None
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_state_dropout_must_be_a_probability(value):
+    from vla.model.config import ModelConfig
+
+    with pytest.raises(ValueError, match="state_dropout must be a probability"):
+        ModelConfig(state_dropout=value)

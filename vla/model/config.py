@@ -118,6 +118,9 @@ class ModelConfig:
     bin_sigma: float = 0.0
     freeze_llm: bool = False
     lora_rank: int = 0  # > 0: LoRA adapters on the LLM's attention and MLP projections (peft)
+    # Training only: the probability that a sample's state is hidden behind a learned token, so the policy
+    # must read the task from the images (vla/model/state.py says why). 0: always seen; 1: never.
+    state_dropout: float = 0.0
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
     # the bare instruction.
     prompt: str = "What action should the robot take to {instruction}?"
@@ -138,6 +141,8 @@ class ModelConfig:
             raise ValueError(f"num_bins must be in [2, 4096], got {self.num_bins}")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+        if not 0.0 <= self.state_dropout <= 1.0:
+            raise ValueError(f"state_dropout must be a probability in [0, 1], got {self.state_dropout}")
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
         _check_prompt(self.prompt)

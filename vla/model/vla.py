@@ -43,7 +43,7 @@ class VLA(nn.Module):
         self.connector = build_connector(
             config.connector, self.vision.out_dim, hidden, self.vision.num_patches, self.vision.grid
         )
-        self.state_encoder = StateEncoder(config.state_dim, hidden)
+        self.state_encoder = StateEncoder(config.state_dim, hidden, dropout=config.state_dropout)
         self.llm = self._adapt_llm(self.backbone.model, config)
         self.processor = Processor(config, stats, self.backbone.tokenizer, self.backbone.action_token_ids)
         self.register_buffer("action_ids", torch.as_tensor(self.backbone.action_token_ids), persistent=False)
