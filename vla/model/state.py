@@ -22,9 +22,9 @@ class StateEncoder(nn.Module):
             self.missing = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:  # (B, S) normalized -> (B, 1, out_dim)
+        if self.dropout >= 1.0:  # never seen in training, so never read (nor computed)
+            return self.missing.expand(state.shape[0], 1, -1)
         token = self.net(state)
-        if self.dropout >= 1.0:  # never seen in training, so never used
-            return self.missing.to(token.dtype).expand_as(token).unsqueeze(1)
         if self.training and self.dropout > 0:
             drop = torch.rand(token.shape[0], 1, device=token.device) < self.dropout  # (B, 1)
             token = torch.where(drop, self.missing.to(token.dtype), token)
