@@ -30,7 +30,7 @@ from policies.threads import passive_openmp
 from vla.model.config import ModelConfig
 from vla.train.config import PRECISIONS, TrainConfig
 
-CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "train/lr"]
+CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "val/goal_l1", "train/lr"]
 STAGES = ("record", "train", "eval")
 
 

@@ -56,7 +56,9 @@ def test_numeric_columns_and_instructions_round_trip_exactly(make_dataset):
             sample = dataset[i]
             assert (sample["episode_index"], sample["frame_index"]) == (episode, frame)
             assert sample["state"].dtype == torch.float32 and sample["state"].shape == (STATE_DIM,)
-            np.testing.assert_array_equal(sample["state"], state_values(episode, length, STATE_DIM)[frame])
+            states = state_values(episode, length, STATE_DIM)
+            np.testing.assert_array_equal(sample["state"], states[frame])
+            np.testing.assert_array_equal(sample["goal_state"], states[-1])  # where the episode ends
             assert sample["actions"].dtype == torch.float32 and sample["actions"].shape == (1, ACTION_DIM)
             np.testing.assert_array_equal(
                 sample["actions"][0], action_values(episode, length, ACTION_DIM)[frame]

@@ -204,7 +204,8 @@ TINY_CLI = [
 
 
 def test_vla_train_trains_the_tiny_vla(make_dataset, tmp_path):
-    """The real model through the real command: 2 steps, a self-contained checkpoint, then a resume."""
+    """The real model through the real command: 2 steps, a self-contained checkpoint, then a resume; with the
+    goal loss, whose error is logged with the other metrics and whose head the checkpoint keeps."""
     from vla.data.dataset import VLADataset, collate
     from vla.model.vla import VLA
 
@@ -216,15 +217,18 @@ def test_vla_train_trains_the_tiny_vla(make_dataset, tmp_path):
         f"dataset={dataset}",
         f"out={tmp_path / 'run'}",
         *TINY_CLI,
+        "model.goal_loss=0.5",
     ]
     run = subprocess.run([*command, "steps=2"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     checkpoint = tmp_path / "run/checkpoints/000002"
     assert "step 2; checkpoint" in run.stdout and "validation: loss" in run.stdout
+    assert "goal_l1" in run.stdout
     assert {"model.safetensors", "config.json", "stats.json", "backbone", "optimizer.safetensors"} <= {
         p.name for p in checkpoint.iterdir()
     }
     model = VLA.load(checkpoint)
+    assert model.goal_head is not None and model.config.goal_loss == 0.5
     samples = VLADataset(dataset, cameras=model.config.cameras, image_size=(32, 32), chunk_size=2)
     assert model.predict(collate([samples[0], samples[7]])).shape == (2, 2, 7)
     resumed = subprocess.run([*command, "steps=3"], capture_output=True, text=True, timeout=300)

@@ -162,6 +162,27 @@ def test_tiny_model_overfits_one_batch(dataset, batch):
     assert out["loss"].item() < 0.05 * first_loss, f"loss {first_loss:.3f} -> {out['loss'].item():.3f}"
 
 
+def test_goal_loss_trains_the_vision_to_predict_the_final_state(dataset, batch):
+    plain = model_for(dataset)
+    assert plain.goal_head is None and "goal_l1" not in plain.loss(batch)
+    vla = model_for(dataset, goal_loss=1.0)
+    out = vla.loss(batch)
+    assert out["goal_l1"] > 0
+    out["loss"].backward()
+    assert vla.vision.parameters().__next__().grad is not None, "the goal loss must reach the vision"
+    head_only = vla.goal_head(vla._prefix(batch)[0][:, : vla.goal_head.tokens]).detach()
+    goal = vla.processor.state(batch["goal_state"])
+    assert torch.allclose(out["goal_l1"], (head_only - goal).abs().mean(), atol=1e-5)
+    # It adds to the action loss; a batch without the final state is an error that says what is missing.
+    plain.load_state_dict({k: v for k, v in vla.state_dict().items() if not k.startswith("goal_head")})
+    action_only = plain.loss(batch)["loss"]
+    assert out["loss"] > action_only
+    with pytest.raises(ValueError, match="goal_state"):
+        vla.loss({k: v for k, v in batch.items() if k != "goal_state"})
+    with pytest.raises(ValueError, match="goal_loss"):
+        small_config(goal_loss=-1.0)
+
+
 def test_freeze_llm_leaves_only_the_encoders_trainable(dataset):
     vla = model_for(dataset, freeze_llm=True)
     assert not any(p.requires_grad for p in vla.llm.parameters())

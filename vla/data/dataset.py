@@ -4,6 +4,8 @@ A sample, for frame t of an episode (K = ``chunk_size``, h = ``history``)::
 
     images        {slot: uint8 (3, H, W)}, or (h+1, 3, H, W) when h > 0 (oldest first, frame t last)
     state         float32 (S,), or (h+1, S) when h > 0
+    goal_state    float32 (S,), the state at the episode's last frame (where the demonstration ended up:
+                  a target for auxiliary losses, never a model input)
     history_mask  bool (h+1,), only when h > 0: False for frames before the episode start
     instruction   str, the task of frame t (its task_index in meta/tasks.parquet)
     actions       float32 (K, A), the actions of frames t .. t+K-1
@@ -40,6 +42,7 @@ from vla.data.transforms import check_size, to_chw
 # Sample keys.
 IMAGES = "images"
 STATE_KEY = "state"
+GOAL_STATE = "goal_state"
 HISTORY_MASK = "history_mask"
 INSTRUCTION = "instruction"
 ACTIONS = "actions"
@@ -200,6 +203,7 @@ class VLADataset(Dataset):
         sample = {
             IMAGES: images if self.history else {slot: image[0] for slot, image in images.items()},
             STATE_KEY: state if self.history else state[0],
+            GOAL_STATE: torch.from_numpy(table.state[table.last[t]].copy()),
             INSTRUCTION: self.meta.tasks[table.task_index[t]],
             ACTIONS: torch.from_numpy(table.action[action_rows]),
             ACTION_MASK: torch.from_numpy(ahead <= table.last[t]),

@@ -121,6 +121,9 @@ class ModelConfig:
     # Training only: the probability that a sample's state is hidden behind a learned token, so the policy
     # must read the task from the images (vla/model/state.py says why). 0: always seen; 1: never.
     state_dropout: float = 0.0
+    # Training only: the weight of an auxiliary loss in which the image tokens alone predict the state the
+    # episode ends in (where the task is done), so the vision must find the objects (vla/model/goal.py).
+    goal_loss: float = 0.0
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
     # the bare instruction.
     prompt: str = "What action should the robot take to {instruction}?"
@@ -143,6 +146,8 @@ class ModelConfig:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         if not 0.0 <= self.state_dropout <= 1.0:
             raise ValueError(f"state_dropout must be a probability in [0, 1], got {self.state_dropout}")
+        if self.goal_loss < 0:
+            raise ValueError(f"goal_loss must be >= 0 (a loss weight), got {self.goal_loss}")
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
         _check_prompt(self.prompt)

@@ -16,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla.data.dataset import GOAL_STATE
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
+from vla.model.goal import GoalHead
 from vla.model.io import load_vla, save_vla
 from vla.model.processor import Processor
 from vla.model.state import StateEncoder
@@ -44,6 +46,10 @@ class VLA(nn.Module):
             config.connector, self.vision.out_dim, hidden, self.vision.num_patches, self.vision.grid
         )
         self.state_encoder = StateEncoder(config.state_dim, hidden, dropout=config.state_dropout)
+        self.goal_head = None
+        if config.goal_loss > 0:
+            tokens = len(config.cameras) * self.connector.tokens_per_camera
+            self.goal_head = GoalHead(tokens, hidden, config.state_dim)
         self.llm = self._adapt_llm(self.backbone.model, config)
         self.processor = Processor(config, stats, self.backbone.tokenizer, self.backbone.action_token_ids)
         self.register_buffer("action_ids", torch.as_tensor(self.backbone.action_token_ids), persistent=False)
@@ -93,7 +99,8 @@ class VLA(nn.Module):
         return embeds, torch.cat([fixed, prompt_mask], dim=1)
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Cross-entropy on the action tokens; token accuracy and L1 of the de-tokenized argmax actions."""
+        """Cross-entropy on the action tokens; token accuracy and L1 of the de-tokenized argmax actions.
+        With ``goal_loss`` the loss adds that weight times the goal head's error (``goal_l1``, normalized)."""
         embeds, mask = self._prefix(batch)
         actions = batch["actions"].to(self.device)
         targets, valid = self.processor.action_targets(actions, batch["action_mask"].to(self.device))
@@ -110,7 +117,20 @@ class VLA(nn.Module):
             predicted = self._bins_to_actions(logits[..., self.action_ids].argmax(-1))  # (B, K, D)
             step_valid = batch["action_mask"].to(self.device).bool()
             l1 = (predicted - actions).abs()[step_valid].mean()
-        return {"loss": loss, "token_accuracy": accuracy, "l1": l1}
+        metrics = {"loss": loss, "token_accuracy": accuracy, "l1": l1}
+        if self.goal_head is not None:
+            goal_mse, metrics["goal_l1"] = self._goal_loss(embeds[:, : self.goal_head.tokens], batch)
+            metrics["loss"] = loss + self.config.goal_loss * goal_mse
+        return metrics
+
+    def _goal_loss(self, image_tokens: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if GOAL_STATE not in batch:
+            raise ValueError(
+                f"model.goal_loss is {self.config.goal_loss} but the batch has no '{GOAL_STATE}' "
+                "(the episode's last state, which VLADataset samples carry)"
+            )
+        goal = self.processor.state(batch[GOAL_STATE].to(self.device))  # (B, S) normalized
+        return self.goal_head.loss(image_tokens, goal)
 
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of (n, V) logits against (n,) action token ids, one-hot or soft (``bin_sigma``).

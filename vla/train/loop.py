@@ -4,7 +4,9 @@ several processes through ``accelerate``, validation, TensorBoard, checkpoints a
 The model is anything with the VLA interface (``vla.model.vla.VLA`` by default)::
 
     Model(config: ModelConfig, stats) ; Model.load(directory) ; model.save(directory)
-    model.loss(batch) -> {"loss": scalar with grad, "token_accuracy": scalar, "l1": scalar}
+    model.loss(batch) -> {"loss": scalar with grad, "token_accuracy": scalar, "l1": scalar, ...}
+
+Every scalar the loss returns is averaged and logged under train/ and val/; ``loss`` is the one minimized.
 
 ``hooks`` run on the main process after every optimizer step: ``hook(step, model)`` returns TensorBoard
 scalars (full tags) to log at that step, or None. The closed-loop evaluation of ``vla-train`` is one; it lives
@@ -37,7 +39,6 @@ from vla.train.sampler import ResumableBatchSampler, fixed_batches
 from vla.train.schedule import ParamGroup, lr_factor, param_groups
 from vla.train.state import check_resumable, find_resume, restore_training, save_checkpoint
 
-METRICS = ("loss", "token_accuracy", "l1")
 StepHook = Callable[[int, nn.Module], "dict[str, float] | None"]  # (step, model) -> scalars by tag, or None
 
 
@@ -90,15 +91,18 @@ def train(
 def validate(model: nn.Module, loader, config: TrainConfig, accelerator: Accelerator) -> dict[str, float]:
     """Sample-weighted means of the loss metrics over the fixed validation batches of every process."""
     model.eval()
-    sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=accelerator.device)
+    keys, sums = [], torch.zeros(1, dtype=torch.float64, device=accelerator.device)
     for batch in loader:
         with autocast(config.precision, accelerator.device):
             out = model.loss(data.to_device(batch, accelerator.device))
+        if not keys:  # the same model on every process: the same keys, in the same order
+            keys = list(out)
+            sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=accelerator.device)
         count = len(batch["instruction"])
-        sums += torch.tensor([float(out[k]) * count for k in METRICS] + [count], device=sums.device)
+        sums += torch.tensor([float(out[k]) * count for k in keys] + [count], device=sums.device)
     model.train()
     sums = accelerator.reduce(sums, reduction="sum")
-    return {key: float(sums[i] / sums[-1]) for i, key in enumerate(METRICS)}
+    return {key: float(sums[i] / sums[-1]) for i, key in enumerate(keys)}
 
 
 def make_accelerator() -> Accelerator:
@@ -186,7 +190,7 @@ def _optimizer_step(run: Run, batches, amp) -> tuple[dict[str, torch.Tensor], to
     lr = config.lr * lr_factor(run.step, config.warmup_steps, config.steps, config.min_lr_ratio)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    sums = dict.fromkeys(METRICS, 0.0)
+    sums = {}
     for micro in range(config.grad_accum):
         batch = data.to_device(next(batches), accelerator.device)
         syncing = micro == config.grad_accum - 1
@@ -195,7 +199,7 @@ def _optimizer_step(run: Run, batches, amp) -> tuple[dict[str, torch.Tensor], to
                 out = run.wrapped(batch)
             # Each micro-batch weighs the same, as the samples of one big batch would.
             accelerator.backward(out["loss"] / config.grad_accum)
-        sums = {k: sums[k] + out[k].detach().float() / config.grad_accum for k in METRICS}
+        sums = {k: sums.get(k, 0.0) + value.detach().float() / config.grad_accum for k, value in out.items()}
     trainable = [run.params[name] for group in run.groups for name in group.names]
     grad_norm = accelerator.clip_grad_norm_(trainable, config.grad_clip if config.grad_clip > 0 else math.inf)
     run.optimizer.step()
