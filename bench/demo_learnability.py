@@ -12,7 +12,7 @@ at all. For each expert noise level (DART: noisy execution, intended actions as 
    position (an imperfect vision encoder), and prints success rates side by side.
 
 A noise level where even this policy fails is one no VLA will learn from; one that survives the perception
-error gives a VLA room for imprecise localization. Figures: docs/benchmarks.md, "Learnable demonstrations".
+error gives a VLA room for imprecise localization. Figures: docs/benchmarks.md, "The CPU demo recipe".
 
     .venv/bin/python bench/demo_learnability.py --tasks OpenDrawer CloseDrawer --noise 0 0.1 0.2
 """
