@@ -170,9 +170,8 @@ def test_goal_loss_trains_the_vision_to_predict_the_final_state(dataset, batch):
     assert out["goal_l1"] > 0
     out["loss"].backward()
     assert vla.vision.parameters().__next__().grad is not None, "the goal loss must reach the vision"
-    head_only = vla.goal_head(vla._prefix(batch)[0][:, : vla.goal_head.tokens]).detach()
     goal = vla.processor.state(batch["goal_state"])
-    assert torch.allclose(out["goal_l1"], (head_only - goal).abs().mean(), atol=1e-5)
+    assert torch.allclose(out["goal_l1"], (goal_prediction(vla, batch) - goal).abs().mean(), atol=1e-5)
     # It adds to the action loss; a batch without the final state is an error that says what is missing.
     plain.load_state_dict({k: v for k, v in vla.state_dict().items() if not k.startswith("goal_head")})
     action_only = plain.loss(batch)["loss"]
@@ -181,6 +180,30 @@ def test_goal_loss_trains_the_vision_to_predict_the_final_state(dataset, batch):
         vla.loss({k: v for k, v in batch.items() if k != "goal_state"})
     with pytest.raises(ValueError, match="goal_loss"):
         small_config(goal_loss=-1.0)
+
+
+def goal_prediction(vla: VLA, batch: dict) -> torch.Tensor:
+    embeds, mask = vla._prefix(batch)
+    tokens = vla.goal_head.tokens
+    return vla.goal_head(embeds[:, :tokens], embeds[:, tokens + 1 :], mask[:, tokens + 1 :]).detach()
+
+
+def test_goal_head_reads_the_instruction(dataset, batch):
+    """On the language tasks the instruction decides where the episode ends, so the head must see it: another
+    instruction over the same images changes its prediction."""
+    torch.manual_seed(0)
+    vla = model_for(dataset, goal_loss=1.0)
+    other = {**batch, "instruction": ["press the blue button"] * len(batch["instruction"])}
+    assert not torch.allclose(goal_prediction(vla, batch), goal_prediction(vla, other))
+    # Left padding is not part of the instruction: a longer neighbour in the batch leaves a sample's goal as is.
+    alone = {k: (v[:1] if k != "images" else {c: x[:1] for c, x in v.items()}) for k, v in batch.items()}
+    padded = {
+        **batch,
+        "instruction": [batch["instruction"][0]] + ["x" * 80] * (len(batch["instruction"]) - 1),
+    }
+    torch.testing.assert_close(
+        goal_prediction(vla, alone)[0], goal_prediction(vla, padded)[0], atol=1e-5, rtol=0
+    )
 
 
 def test_freeze_llm_leaves_only_the_encoders_trainable(dataset):

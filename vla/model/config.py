@@ -121,8 +121,8 @@ class ModelConfig:
     # Training only: the probability that a sample's state is hidden behind a learned token, so the policy
     # must read the task from the images (vla/model/state.py says why). 0: always seen; 1: never.
     state_dropout: float = 0.0
-    # Training only: the weight of an auxiliary loss in which the image tokens alone predict the state the
-    # episode ends in (where the task is done), so the vision must find the objects (vla/model/goal.py).
+    # Training only: the weight of an auxiliary loss in which the image tokens and the instruction predict the
+    # state the episode ends in (where the task is done), so the vision must find the objects (vla/model/goal.py).
     goal_loss: float = 0.0
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
     # the bare instruction.

@@ -119,18 +119,23 @@ class VLA(nn.Module):
             l1 = (predicted - actions).abs()[step_valid].mean()
         metrics = {"loss": loss, "token_accuracy": accuracy, "l1": l1}
         if self.goal_head is not None:
-            goal_mse, metrics["goal_l1"] = self._goal_loss(embeds[:, : self.goal_head.tokens], batch)
+            goal_mse, metrics["goal_l1"] = self._goal_loss(embeds, mask, batch)
             metrics["loss"] = loss + self.config.goal_loss * goal_mse
         return metrics
 
-    def _goal_loss(self, image_tokens: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _goal_loss(
+        self, embeds: torch.Tensor, mask: torch.Tensor, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The goal head on the prefix: its image tokens and its prompt (after the state token)."""
         if GOAL_STATE not in batch:
             raise ValueError(
                 f"model.goal_loss is {self.config.goal_loss} but the batch has no '{GOAL_STATE}' "
                 "(the episode's last state, which VLADataset samples carry)"
             )
         goal = self.processor.state(batch[GOAL_STATE].to(self.device))  # (B, S) normalized
-        return self.goal_head.loss(image_tokens, goal)
+        images = embeds[:, : self.goal_head.tokens]
+        text_start = self.goal_head.tokens + 1  # after the state token
+        return self.goal_head.loss(images, embeds[:, text_start:], mask[:, text_start:], goal)
 
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of (n, V) logits against (n,) action token ids, one-hot or soft (``bin_sigma``).
