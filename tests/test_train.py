@@ -185,6 +185,37 @@ def test_two_processes_average_gradients_and_resume_exactly(dataset, tmp_path):
     assert (tmp_path / "b/checkpoints/000004/rng_state_1.safetensors").is_file()
 
 
+VLA_DDP_SCRIPT = """
+import dataclasses
+import sys
+sys.path.insert(0, sys.argv[1])
+from toy_vla import demo_model, make_config
+from vla.train.loop import train
+model = dataclasses.asdict(demo_model())
+train(make_config(sys.argv[2], sys.argv[3], model=model, batch_size=2, steps=3, val_every=3, val_batches=1))
+"""
+
+
+def test_two_processes_train_the_demo_model(dataset, tmp_path):
+    """The demo preset's model (state_dropout 1, goal loss, keypoints) under DDP on two CPU processes: DDP
+    fails when a trainable weight gets no gradient, as the unused state MLP once did."""
+    script = tmp_path / "ddp_vla.py"
+    script.write_text(VLA_DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
+    run = subprocess.run(
+        [*command, str(Path(__file__).parent), str(dataset), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    checkpoint = tmp_path / "run/checkpoints/000003"
+    assert (checkpoint / "rng_state_1.safetensors").is_file()
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["num_processes"] == 2
+    assert json.loads((checkpoint / "config.json").read_text())["state_dropout"] == 1.0
+
+
 TINY_CLI = [
     "model=tiny",
     "model.image_size=[32,32]",

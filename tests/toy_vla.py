@@ -91,3 +91,26 @@ def make_config(dataset, out, **overrides) -> TrainConfig:
 
 def weights(checkpoint) -> dict[str, torch.Tensor]:
     return load_file(checkpoint / ckpt.MODEL_FILE)
+
+
+SMALL = [
+    "model.image_size=[32,32]",
+    "model.vision.width=32",
+    "model.llm.hidden_size=64",
+    "model.llm.num_layers=2",
+    "model.llm.num_heads=2",
+    "model.llm.intermediate_size=128",
+]
+
+
+def demo_model(*overrides: str) -> ModelConfig:
+    """The model section of the ``vla-demo`` preset (configs/demo.yaml) at a test's size: its connector,
+    state dropout, goal loss, chunk and bin settings, with small images, vision and LLM."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import policies.demo  # noqa: F401  (registers the preset's schema)
+
+    with initialize_config_module("configs", version_base="1.3"):
+        demo = compose("demo", overrides=[*SMALL, *overrides])
+    return OmegaConf.to_object(demo).model
