@@ -47,6 +47,7 @@ class DemoConfig:
     warmup_steps: int = 50
     precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     eval_episodes: int = 50  # closed-loop episodes per task
+    eval_split: str = "heldout"  # the evaluation's seeds: heldout (reported) | tune (policies/seeds.py)
     eval_num_envs: int = 2  # vectorized environments of the evaluation (spawned processes when > 1)
     n_action_steps: int = 5
     device: str = "auto"  # where the evaluation runs the policy: auto (cuda if available), cpu, cuda
@@ -127,6 +128,7 @@ def _evaluate(config: DemoConfig, run_dir: Path) -> dict:
         checkpoint=str(run_dir),  # its checkpoints/last
         task=config.tasks,
         episodes_per_task=config.eval_episodes,
+        split=config.eval_split,
         num_envs=config.eval_num_envs,
         n_action_steps=config.n_action_steps,
         device=device,

@@ -1,6 +1,7 @@
 """``vla-eval``: closed-loop success rates of a VLA checkpoint (or the scripted experts) in simulation.
 
-    vla-eval checkpoint=runs/tiny task=all episodes_per_task=50 num_envs=2 out=runs/eval
+    vla-eval checkpoint=runs/tiny task=all episodes_per_task=50 num_envs=2 out=runs/eval   # held-out seeds
+    vla-eval checkpoint=runs/tiny split=tune task=[PickUp] episodes_per_task=20             # while tuning
     vla-eval policy=expert task=[PickUp,Stack] episodes_per_task=20 out=runs/expert-eval
     vla-eval checkpoint=DIR chunking=ensemble camera_map={agentview:wrist,wrist:agentview}
 
@@ -31,13 +32,13 @@ from policies.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.eval_env import make_pool
 from policies.expert_policy import ExpertPolicy
 from policies.report import results_document, task_summary, write_report
+from policies.seeds import HELDOUT, SPLITS, episode_seeds
 from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 
 EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
-# Evaluation seeds start far from vla-record's (0, 1, 2, ...), so no evaluated episode is a training one.
-DEFAULT_SEED = 100_000
+FRAME_CODECS = ("none", "libx264")
 
 
 def as_policy(spec, camera_map: dict | None = None, device: str | None = None, expert_noise: float = 0.0):
@@ -62,7 +63,8 @@ def as_policy(spec, camera_map: dict | None = None, device: str | None = None, e
 
 
 def env_config(policy, env_options: dict | None) -> sim.EnvConfig:
-    """The environments' options: the cameras the policy reads at its image size, then ``env_options``."""
+    """The environments' options: the cameras the policy reads at the size it asks for (a checkpoint: its
+    training frames' size before the resize, so both take the same resize), then ``env_options``."""
     options = {"cameras": tuple(policy.cameras) if hasattr(policy, "cameras") else sim.CAMERAS}
     if getattr(policy, "image_size", None) is not None:
         options["image_size"] = tuple(policy.image_size)
@@ -74,9 +76,11 @@ def evaluate(
     checkpoint_or_policy,
     tasks: Any = "all",
     episodes_per_task: int = 50,
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     num_envs: int = 1,
     *,
+    split: str = HELDOUT.name,
+    frame_codec: str = "none",
     n_action_steps: int = 5,
     chunking: str = "receding",
     ensemble_coeff: float = ACT_ENSEMBLE_COEFF,
@@ -87,17 +91,26 @@ def evaluate(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate closed-loop; return the results document (docs/evaluation.md). ``env_options``: fields of
+    """Evaluate closed-loop; return the results document (docs/evaluation.md). Episode i of every task uses
+    seed ``seed + i`` (default: the first seed of ``split``, ``policies.seeds``); all must lie in ``split``.
+    ``frame_codec="libx264"``: the policy sees each camera image after an H.264 round trip at the
+    recorder's settings, as its training frames were. ``env_options``: fields of
     ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). With ``out``, each task's video is
     written to ``<out>/videos/<task>.mp4``; nothing else is written (``run`` writes the report)."""
     tasks = resolve_tasks(tasks)
     if episodes_per_task < 1 or num_envs < 1:
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
+    seeds = episode_seeds(split, episodes_per_task, seed)
+    if frame_codec not in FRAME_CODECS:
+        raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
     policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise)
+    if frame_codec != "none":
+        from policies.encoded_frames import EncodedFrames
+
+        policy = EncodedFrames(policy, frame_codec)
     check_batchable(policy, min(num_envs, episodes_per_task))
     config = env_config(policy, env_options)
-    seeds = [seed + i for i in range(episodes_per_task)]
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
     expert = policy.noise if isinstance(policy, ExpertPolicy) else None
     entries, max_steps, timing = {}, {}, {}
@@ -120,6 +133,9 @@ def evaluate(
         "ensemble_coeff": ensemble_coeff,
         "num_envs": num_envs,
         "device": str(getattr(getattr(policy, "model", None), "device", "cpu")),
+        "split": split,
+        "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
+        "frame_codec": frame_codec,
     }
     document = results_document(entries, eval_report.protocol(policy, config, seeds, max_steps, execution))
     document["timing"] = _timing(timing)
@@ -157,7 +173,9 @@ class EvalConfig:
     expert_noise: float = 0.0  # policy=expert: std of Gaussian noise on the arm actions, seeded per episode
     task: Any = "all"  # "all", a task name, or a list of names
     episodes_per_task: int = 50
-    seed: int = DEFAULT_SEED  # episode i of every task uses seed + i
+    split: str = HELDOUT.name  # "heldout" (reported numbers) | "tune" (choosing recipes): policies/seeds.py
+    seed: int | None = None  # episode i of every task uses seed + i; None: the split's first seed
+    frame_codec: str = "none"  # "libx264": images reach the policy through an H.264 round trip
     num_envs: int = 1  # environments stepped together (spawned processes when > 1), one batched inference
     n_action_steps: int = 5  # chunking=receding: actions executed from each chunk before re-planning
     chunking: str = "receding"  # "receding" | "ensemble" (ACT's temporal ensembling, a query every step)
@@ -182,6 +200,9 @@ class EvalConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if (self.policy == EXPERT) == (self.checkpoint is not None):
             raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
+        episode_seeds(self.split, self.episodes_per_task, self.seed)  # inside the split, or an error now
+        if self.frame_codec not in FRAME_CODECS:
+            raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {self.frame_codec!r}")
         if self.chunking not in CHUNKING:
             raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
         self.task = resolve_tasks(self.task)
@@ -220,6 +241,8 @@ def run(config: EvalConfig) -> dict:
         config.episodes_per_task,
         config.seed,
         config.num_envs,
+        split=config.split,
+        frame_codec=config.frame_codec,
         n_action_steps=config.n_action_steps,
         chunking=config.chunking,
         ensemble_coeff=config.ensemble_coeff,

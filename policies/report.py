@@ -3,9 +3,10 @@
 ``results.json``::
 
     {
-        "tasks": {name: {"success_rate", "episodes", "mean_length",
+        "tasks": {name: {"success_rate", "successes", "episodes", "ci95", "mean_length",
                          "failed_seeds", "example_instruction", "video"}},
         "mean_success": float,   # the unweighted mean of the tasks' success rates
+        "mean_ci95": [low, high],  # Wilson 95% interval on all episodes pooled
         "protocol": {...},       # everything needed to reproduce the numbers (seeds, limits, render, versions)
     }
 
@@ -19,15 +20,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from policies.rollout import EpisodeResult
+from policies.seeds import wilson_interval
 
 
 def task_summary(results: Sequence[EpisodeResult], video: str | None) -> dict:
     """One task's entry in ``results.json``; ``video`` is the clip's path relative to the report."""
     if not results:
         raise ValueError("task_summary needs at least one episode")
+    successes = sum(bool(r.success) for r in results)
     return {
-        "success_rate": sum(r.success for r in results) / len(results),
+        "success_rate": successes / len(results),
+        "successes": successes,
         "episodes": len(results),
+        "ci95": list(wilson_interval(successes, len(results))),
         "mean_length": sum(r.length for r in results) / len(results),
         "failed_seeds": [r.seed for r in results if not r.success],
         "example_instruction": results[0].instruction,
@@ -36,23 +41,38 @@ def task_summary(results: Sequence[EpisodeResult], video: str | None) -> dict:
 
 
 def results_document(tasks: dict[str, dict], protocol: dict) -> dict:
+    """The mean's interval pools every episode: with the same number of episodes per task (as every report
+    here runs them) the pooled rate is the mean of the tasks' rates."""
     rates = [entry["success_rate"] for entry in tasks.values()]
-    return {"tasks": tasks, "mean_success": sum(rates) / len(rates), "protocol": protocol}
+    successes = sum(entry["successes"] for entry in tasks.values())
+    episodes = sum(entry["episodes"] for entry in tasks.values())
+    return {
+        "tasks": tasks,
+        "mean_success": sum(rates) / len(rates),
+        "mean_ci95": list(wilson_interval(successes, episodes)),
+        "protocol": protocol,
+    }
+
+
+def rate_with_interval(rate: float, interval) -> str:
+    """``91% [84-95]``: a success rate with its 95% interval, as every table here prints it."""
+    return f"{rate:.0%} [{interval[0]:.0%}-{interval[1]:.0%}]"
 
 
 def markdown_table(document: dict) -> str:
     rows = [
-        "| task | success | episodes | mean length | example instruction | video |",
+        "| task | success [95% CI] | episodes | mean length | example instruction | video |",
         "|---|---:|---:|---:|---|---|",
     ]
     for name, entry in document["tasks"].items():
-        successes = round(entry["success_rate"] * entry["episodes"])
         video = f"[mp4]({entry['video']})" if entry["video"] else "-"
+        rate = rate_with_interval(entry["success_rate"], entry["ci95"])
         rows.append(
-            f"| {name} | {entry['success_rate']:.0%} ({successes}/{entry['episodes']}) | {entry['episodes']} "
+            f"| {name} | {rate} ({entry['successes']}/{entry['episodes']}) | {entry['episodes']} "
             f"| {entry['mean_length']:.1f} | {entry['example_instruction']} | {video} |"
         )
-    rows.append(f"| **mean** | **{document['mean_success']:.0%}** | | | | |")
+    mean = rate_with_interval(document["mean_success"], document["mean_ci95"])
+    rows.append(f"| **mean** | **{mean}** | | | | |")
     return "\n".join(rows)
 
 

@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from policies.evaluate import DEFAULT_SEED
+from policies.seeds import TUNE, episode_seeds
 from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 from vla.train.config import TrainConfig
@@ -37,7 +37,9 @@ class ClosedLoopConfig:
     num_envs: int = 1  # vectorized environments (spawned processes when > 1)
     n_action_steps: int = 5  # receding horizon: actions executed per predicted chunk
     max_steps: int | None = None  # episode step limit; None: each task's own
-    seed: int = DEFAULT_SEED  # episode i of each task uses seed + i, the same at every evaluation
+    # Episode i of each task uses seed + i, the same at every evaluation: tuning seeds (policies/seeds.py),
+    # because choosing a checkpoint by these numbers is tuning; report with vla-eval on the held-out split.
+    seed: int = TUNE.start
 
     def __post_init__(self):
         for name in ("every", "episodes_per_task", "num_envs", "n_action_steps"):
@@ -50,6 +52,7 @@ class ClosedLoopConfig:
                     "closed_loop.every > 0 needs closed_loop.tasks=[...] (simulator tasks, or [all])"
                 )
             self.tasks = resolve_tasks(list(self.tasks))
+        episode_seeds(TUNE.name, self.episodes_per_task, self.seed)  # inside the tuning split
 
 
 @dataclass
@@ -82,6 +85,7 @@ class ClosedLoopEval:
             c.episodes_per_task,
             c.seed,
             c.num_envs,
+            split=TUNE.name,
             n_action_steps=c.n_action_steps,
             env_options={"max_steps": c.max_steps},
             progress=False,

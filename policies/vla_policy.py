@@ -2,9 +2,15 @@
 
 Pre-processing: each of the model's camera slots reads one observation camera (``camera_map``, identity by
 default); images are resized to the model's ``image_size`` exactly as training resized them
-(``vla.data.transforms.to_chw``: bilinear, antialiased); the raw state and the instruction go in as they are
-(the model normalizes the state with the statistics it carries). Post-processing: the model un-normalizes its
-action tokens; the actions are clipped to the action space [-1, 1] (bin centres can lie just outside it).
+(``vla.data.transforms.to_chw``: bilinear, antialiased). ``image_size`` here is the size the policy asks its
+environment to render at: the training frames' size before that resize (``ModelConfig.source_image_size``),
+so that evaluation frames take the same path to the encoder as training frames. The raw state and the
+instruction go in as they are (the model normalizes the state with the statistics it carries).
+
+Post-processing: the model un-normalizes its action tokens with the dataset's q01/q99, so every action lies
+in ``action_range`` (the bin centres inside [q01, q99]) by construction; nothing is clipped. Whether that
+range fits an environment's action space is checked before the first step (``check_compatible``), so a
+policy trained on, say, absolute joint targets is refused by a [-1, 1] environment instead of saturated.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from vla.data.transforms import to_chw
 from vla.model.vla import VLA
 from vla.train.checkpoint import last_checkpoint
 
-ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # the environments' action space (sim.contract)
+RANGE_TOLERANCE = 1e-6  # float32 rounding of bounds that are equal in the data and the environment
 WEIGHTS = "model.safetensors"
 
 
@@ -59,7 +65,12 @@ class VLAPolicy:
         self.config = model.config
         self.camera_map = _camera_slots(self.config.cameras, camera_map)  # slot -> observation camera
         self.cameras = tuple(self.camera_map.values())  # the observation cameras it reads, slot order
-        self.image_size = tuple(self.config.image_size)
+        self.model_image_size = tuple(self.config.image_size)  # what the encoder sees
+        self.image_size = tuple(self.config.source_image_size or self.config.image_size)  # what to render
+        tokenizer = model.processor.actions
+        half_bin = (tokenizer.q99 - tokenizer.q01) / tokenizer.num_bins / 2
+        # (low, high) per action dimension: the outermost bin centres, what decoding can return
+        self.action_range = (tokenizer.q01 + half_bin, tokenizer.q99 - half_bin)
 
     def reset(self) -> None:
         pass  # stateless: chunk execution keeps whatever spans steps
@@ -69,8 +80,7 @@ class VLAPolicy:
 
     def infer_batch(self, observations: Sequence[dict]) -> list[dict]:
         batch = self.batch(observations)
-        actions = self.model.predict(batch)  # (B, K, D), un-normalized
-        actions = np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+        actions = self.model.predict(batch).astype(np.float32)  # (B, K, D), un-normalized
         return [{ACTIONS: chunk} for chunk in actions]
 
     def batch(self, observations: Sequence[dict]) -> dict:
@@ -78,7 +88,7 @@ class VLAPolicy:
         if not observations:
             raise ValueError("infer_batch needs at least one observation")
         images = {
-            slot: to_chw(np.stack([_image(obs, camera) for obs in observations]), self.image_size)
+            slot: to_chw(np.stack([_image(obs, camera) for obs in observations]), self.model_image_size)
             for slot, camera in self.camera_map.items()
         }
         state = np.stack([_state(obs, self.config.state_dim) for obs in observations])
@@ -97,6 +107,8 @@ class VLAPolicy:
                 f"action dimension: the checkpoint predicts {self.config.action_dim}, the environment takes "
                 f"{tuple(action_space.shape)}"
             )
+        else:
+            problems += _range_problems(self.action_range, action_space)
         state_shape = tuple(obs_space[OBS_STATE].shape)
         if state_shape != (self.config.state_dim,):
             problems.append(
@@ -111,6 +123,20 @@ class VLAPolicy:
                 )
         if problems:
             raise ValueError(f"checkpoint {name} does not fit the environment: " + "; ".join(problems))
+
+
+def _range_problems(action_range: tuple[np.ndarray, np.ndarray], action_space) -> list[str]:
+    """Each action dimension whose output range leaves the environment's bounds, both ranges named."""
+    low, high = action_range
+    env_low = np.broadcast_to(np.asarray(action_space.low, np.float64), low.shape)
+    env_high = np.broadcast_to(np.asarray(action_space.high, np.float64), high.shape)
+    outside = np.flatnonzero((low < env_low - RANGE_TOLERANCE) | (high > env_high + RANGE_TOLERANCE))
+    return [
+        f"action range: dimension {d} of the checkpoint's actions spans [{low[d]:.4g}, {high[d]:.4g}] (its "
+        f"dataset's q01/q99), the environment accepts [{env_low[d]:.4g}, {env_high[d]:.4g}]; a policy trained "
+        "on other action units (absolute joint targets, another scale) cannot drive this environment"
+        for d in outside
+    ]
 
 
 def _camera_slots(slots: list[str], camera_map: dict | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ orders them: validate the action, command the controller, step physics, check st
 from __future__ import annotations
 
 import string
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -110,6 +111,10 @@ class TabletopEnv(gym.Env):
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if seed is not None:
+            # Each task draws from its own stream: with a shared one, OpenDrawer and CloseDrawer at one seed
+            # would lay out the same scene, and a multi-task evaluation would not be independent samples.
+            self.np_random = np.random.default_rng([seed, zlib.crc32(self.task.name.encode())])
         rng = self.np_random
         model, world = self.model, self.world
         mujoco.mj_resetData(model, world.data)

@@ -17,6 +17,7 @@ import sim
 from policies.chunking import RecedingHorizon, TemporalEnsemble, make_executor
 from policies.evaluate import evaluate
 from policies.rollout import run_episode
+from policies.seeds import HELDOUT
 from policies.video import read_mp4
 from policies.vla_policy import VLAPolicy
 from vla.model.config import LLMConfig, ModelConfig, VisionConfig
@@ -108,14 +109,12 @@ class _CountingPolicy:
 
 def test_the_evaluator_replans_every_n_action_steps_and_resets_per_episode():
     policy = _CountingPolicy(k=4)
-    document = evaluate(
-        policy, [TASK], 2, seed=0, n_action_steps=3, env_options={"max_steps": 10}, progress=False
-    )
+    document = evaluate(policy, [TASK], 2, n_action_steps=3, env_options={"max_steps": 10}, progress=False)
     assert [e["length"] for e in document["tasks"][TASK]["episode_results"]] == [10, 10]
     assert policy.queries == 2 * 4  # steps 0, 3, 6, 9 of each episode
     assert policy.resets == 2
     with pytest.raises(ValueError, match="no infer_batch"):
-        evaluate(policy, [TASK], 2, seed=0, num_envs=2, progress=False)
+        evaluate(policy, [TASK], 2, num_envs=2, progress=False)
 
 
 # -- the scripted expert through the evaluator --------------------------------------------------------------
@@ -126,14 +125,15 @@ def _episodes(document: dict, task: str) -> list[tuple]:
 def test_expert_evaluation_is_deterministic_and_independent_of_num_envs(tmp_path):
     options = {"render_size": (64, 64)}
     runs = [
-        evaluate("expert", ["PickUp"], 4, seed=0, num_envs=n, expert_noise=0.3, env_options=options, out=out)
+        evaluate("expert", ["PickUp"], 4, num_envs=n, expert_noise=0.3, env_options=options, out=out)
         for n, out in ((1, tmp_path / "a"), (1, None), (2, tmp_path / "b"))
     ]
     without_video = [{k: v for k, v in run["tasks"]["PickUp"].items() if k != "video"} for run in runs]
     assert without_video[0] == without_video[1] == without_video[2]  # twice, and with two environments
     # The same episodes as the expert run directly (vla-sim-report's loop): one code path, same results.
     env = sim.make("PickUp", cameras=())
-    direct = [run_episode(env, sim.make_expert(env, noise=0.3, seed=s), s) for s in range(4)]
+    seeds = range(HELDOUT.start, HELDOUT.start + 4)  # the default split's first four
+    direct = [run_episode(env, sim.make_expert(env, noise=0.3, seed=s), s) for s in seeds]
     env.close()
     assert _episodes(runs[0], "PickUp") == [(r.seed, r.success, r.length) for r in direct]
     # Noise 0.3 fails some grasps: the video holds the first episode, then the first of the other outcome.
@@ -229,7 +229,7 @@ def test_vla_checkpoint_evaluation_same_results_with_one_or_two_envs(checkpoint,
             checkpoint,
             [TASK],
             2,
-            seed=7,
+            seed=HELDOUT.start + 7,
             num_envs=n,
             n_action_steps=2,
             env_options={"max_steps": 8, "render_size": (32, 32)},
@@ -246,7 +246,9 @@ def test_vla_checkpoint_evaluation_same_results_with_one_or_two_envs(checkpoint,
         assert (
             protocol["checkpoint"] == str(checkpoint.resolve()) and len(protocol["checkpoint_sha256"]) == 64
         )
-        assert protocol["seeds"] == [7, 8] and protocol["max_steps"] == {TASK: 8}
+        assert protocol["seeds"] == [HELDOUT.start + 7, HELDOUT.start + 8] and protocol["max_steps"] == {
+            TASK: 8
+        }
         assert protocol["image_size"] == [32, 32] and protocol["model"]["chunk_size"] == 4
         assert (protocol["chunking"], protocol["n_action_steps"]) == ("receding", 2)
         assert {"shadows", "reflections", "multisample"} <= set(protocol["render"])
@@ -259,7 +261,9 @@ def test_vla_evaluation_with_temporal_ensembling_repeats_exactly(checkpoint):
     # The second run evaluates the model in memory (the trainer's periodic evaluation), not the directory.
     options = {"max_steps": 6}
     runs = [
-        evaluate(model, [TASK], 1, seed=3, chunking="ensemble", env_options=options, progress=False)
+        evaluate(
+            model, [TASK], 1, seed=HELDOUT.start + 3, chunking="ensemble", env_options=options, progress=False
+        )
         for model in (checkpoint, VLA.load(checkpoint))
     ]
     assert runs[0]["tasks"] == runs[1]["tasks"]
@@ -299,11 +303,11 @@ def test_vla_eval_app_writes_the_report(tmp_path):
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert f"| {TASK} | 100% (2/2) |" in done.stdout
+    assert f"| {TASK} | 100% [34%-100%] (2/2) |" in done.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     entry = results["tasks"][TASK]
     assert entry["success_rate"] == 1.0 and entry["episodes"] == 2 and entry["mean_length"] > 0
-    assert [e["seed"] for e in entry["episode_results"]] == [100_000, 100_001]
+    assert [e["seed"] for e in entry["episode_results"]] == [HELDOUT.start, HELDOUT.start + 1]
     assert results["mean_success"] == 1.0
     assert results["protocol"]["policy"] == "ExpertPolicy" and results["protocol"]["checkpoint"] is None
     assert results["timing"]["env_steps"] == 2 * entry["mean_length"]
@@ -314,3 +318,18 @@ def test_vla_eval_app_writes_the_report(tmp_path):
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     assert events.Scalars(f"eval/success/{TASK}")[0].value == 1.0
     assert events.Scalars("eval/mean_success")[0].value == 1.0
+
+
+def test_seed_splits_are_checked_and_named_in_the_results():
+    with pytest.raises(ValueError, match="leave the heldout split"):
+        OmegaConf.to_object(_config("policy=expert", "seed=100000"))
+    with pytest.raises(ValueError, match="split must be one of"):
+        OmegaConf.to_object(_config("policy=expert", "split=test"))
+    config = OmegaConf.to_object(_config("policy=expert", "split=tune", "episodes_per_task=3"))
+    assert (config.split, config.seed) == ("tune", None)
+    document = evaluate("expert", [TASK], 1, split="tune", env_options={"max_steps": 3}, progress=False)
+    protocol = document["protocol"]
+    assert protocol["split"] == "tune" and protocol["seeds"] == [100_000]
+    assert protocol["split_range"] == [100_000, 199_999]
+    low, high = document["tasks"][TASK]["ci95"]
+    assert 0 <= low <= document["tasks"][TASK]["success_rate"] <= high <= 1

@@ -100,7 +100,7 @@ def test_app_end_to_end(tmp_path):
     command = [sys.executable, "-m", "policies.sim_report", "tasks=[PickUp]", "episodes=2", f"out={tmp_path}"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "| PickUp | 100% (2/2) |" in done.stdout
+    assert "| PickUp | 100% [34%-100%] (2/2) |" in done.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     entry = results["tasks"]["PickUp"]
     assert entry["success_rate"] == 1.0 and entry["episodes"] == 2 and entry["mean_length"] > 0

@@ -239,3 +239,14 @@ def _frame_at(frames, target: float, path: Path) -> tuple[np.ndarray, float]:
             break
         return frame.to_ndarray(format="rgb24"), time
     raise DatasetError(path, f"no frame within {TIMESTAMP_TOLERANCE_S} s of timestamp {target:.6f}")
+
+
+def round_trip(image: np.ndarray, codec: str = DEFAULT_CODEC, crf: int | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 image after encoding with the recorder's settings and decoding again: what a frame
+    of a recorded dataset looks like to training (as a keyframe; in recordings every other frame is one)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "frame.mp4"
+        encode_video(image[None], path, fps=10.0, codec=codec, crf=crf)
+        return decode_frames(path, [0.0])[0]

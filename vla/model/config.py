@@ -109,6 +109,9 @@ class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     cameras: list[str] = field(default_factory=lambda: ["agentview", "wrist"])  # image slots, token order
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W) the encoder sees
+    # (H, W) of the training frames before their resize to image_size, set by vla-train from the dataset
+    # (None when its cameras differ): evaluation renders at this size and resizes exactly as training did.
+    source_image_size: list[int] | None = None
     state_dim: int = 17
     action_dim: int = 7
     chunk_size: int = 10  # K actions predicted per inference
@@ -139,6 +142,10 @@ class ModelConfig:
             raise ValueError(f"cameras must be distinct and at least one, got {self.cameras}")
         if len(self.image_size) != 2 or min(self.image_size) < 16:
             raise ValueError(f"image_size must be (H, W) with both >= 16, got {self.image_size}")
+        if self.source_image_size is not None:
+            self.source_image_size = [int(v) for v in self.source_image_size]
+            if len(self.source_image_size) != 2 or min(self.source_image_size) < 1:
+                raise ValueError(f"source_image_size must be (H, W) or None, got {self.source_image_size}")
         _positive("model", state_dim=self.state_dim, action_dim=self.action_dim, chunk_size=self.chunk_size)
         if not 2 <= self.num_bins <= 4096:
             raise ValueError(f"num_bins must be in [2, 4096], got {self.num_bins}")

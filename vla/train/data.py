@@ -8,8 +8,8 @@ from dataclasses import replace
 import torch
 from torch.utils.data import DataLoader
 
-from vla.data.dataset import VLADataset, collate
-from vla.data.layout import ACTION, INFO_PATH, STATE, DatasetError, camera_of
+from vla.data.dataset import VLADataset, collate, stored_size
+from vla.data.layout import ACTION, INFO_PATH, STATE, DatasetError, camera_of, image_key
 from vla.data.meta import DatasetMeta
 from vla.model.config import ModelConfig
 from vla.train.sampler import ResumableBatchSampler
@@ -44,7 +44,9 @@ def fit_model_config(model: ModelConfig, meta: DatasetMeta) -> ModelConfig:
             f"model.cameras {model.cameras}: {missing} not in the dataset at {meta.root}, "
             f"which has cameras {available} (set model.cameras=[...] to a subset of them)"
         )
-    return replace(model, **dims)
+    sizes = {stored_size(meta.features[image_key(camera)]) for camera in model.cameras}
+    source = list(sizes.pop()) if len(sizes) == 1 else None  # what evaluation should render (ModelConfig)
+    return replace(model, **dims, source_image_size=source)
 
 
 def split_episodes(total: int, val_fraction: float) -> tuple[list[int], list[int]]:
