@@ -25,24 +25,16 @@ from policies.base import ACTIONS
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from vla.data.transforms import to_chw
 from vla.model.vla import VLA
-from vla.train.checkpoint import last_checkpoint
+from vla.train import checkpoint as train_checkpoint
 
 RANGE_TOLERANCE = 1e-6  # float32 rounding of bounds that are equal in the data and the environment
 WEIGHTS = "model.safetensors"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a ``vla-train`` run directory (its ``checkpoints/last``)."""
-    path = Path(path)
-    if (path / WEIGHTS).exists():
-        return path
-    if path.is_dir():
-        last = last_checkpoint(path)
-        if last is not None:
-            return last
-    raise FileNotFoundError(
-        f"{path} is neither a checkpoint directory (with {WEIGHTS}) nor a vla-train run with checkpoints"
-    )
+    """A checkpoint directory, a ``vla-train`` run directory, its ``checkpoints/`` or its ``checkpoints/last``:
+    the one rule of every command that takes a checkpoint (``vla.train.checkpoint.resolve_checkpoint``)."""
+    return train_checkpoint.resolve_checkpoint(path)
 
 
 class VLAPolicy:

@@ -57,11 +57,35 @@ def last_checkpoint(out: str | Path) -> Path | None:
     pointer = Path(out) / CHECKPOINTS / LAST
     if not pointer.exists():
         return None
+    return follow_pointer(pointer)
+
+
+def follow_pointer(pointer: Path) -> Path:
+    """The checkpoint directory a ``last`` file names (beside it)."""
     name = pointer.read_text().strip()
     directory = pointer.parent / name
     if not name or "/" in name or not directory.is_dir():
         raise CheckpointError(pointer, f"names {name!r}, which is not a checkpoint directory beside it")
     return directory
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory ``path`` stands for: a checkpoint directory itself, a ``vla-train`` run
+    directory (its ``checkpoints/last``), the run's ``checkpoints/`` directory, or the ``last`` pointer file.
+    Every command that takes a checkpoint accepts these, so the path a user sees is the path that works."""
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    # the pointer of a run directory, of its checkpoints/ directory, or the pointer itself
+    for pointer in (path / CHECKPOINTS / LAST, path / LAST, path):
+        if pointer.name == LAST and pointer.is_file():
+            return follow_pointer(pointer)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path}: no such file or directory")
+    raise FileNotFoundError(
+        f"{path} is not a checkpoint: give a checkpoint directory (with {MODEL_FILE}), a vla-train run "
+        f"directory, its {CHECKPOINTS}/ directory or its {CHECKPOINTS}/{LAST} file"
+    )
 
 
 def write_last(out: str | Path, name: str) -> None:
