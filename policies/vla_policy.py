@@ -118,16 +118,21 @@ class VLAPolicy:
 
 
 def _range_problems(action_range: tuple[np.ndarray, np.ndarray], action_space) -> list[str]:
-    """Each action dimension whose output range leaves the environment's bounds, both ranges named."""
+    """The action dimensions whose output range leaves the environment's bounds, both ranges named."""
     low, high = action_range
     env_low = np.broadcast_to(np.asarray(action_space.low, np.float64), low.shape)
     env_high = np.broadcast_to(np.asarray(action_space.high, np.float64), high.shape)
     outside = np.flatnonzero((low < env_low - RANGE_TOLERANCE) | (high > env_high + RANGE_TOLERANCE))
-    return [
-        f"action range: dimension {d} of the checkpoint's actions spans [{low[d]:.4g}, {high[d]:.4g}] (its "
-        f"dataset's q01/q99), the environment accepts [{env_low[d]:.4g}, {env_high[d]:.4g}]; a policy trained "
-        "on other action units (absolute joint targets, another scale) cannot drive this environment"
+    if not len(outside):
+        return []
+    spans = "; ".join(
+        f"dimension {d}: [{low[d]:.4g}, {high[d]:.4g}] vs [{env_low[d]:.4g}, {env_high[d]:.4g}]"
         for d in outside
+    )
+    return [
+        f"action range: the checkpoint's actions (its dataset's q01/q99) leave what the environment accepts "
+        f"({spans}); a policy trained in other action units (absolute joint targets, another scale) cannot "
+        "drive this environment"
     ]
 
 
