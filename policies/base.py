@@ -1,4 +1,4 @@
-"""The policy interface of the whole stack, free of torch so that servers and runtimes can import it alone.
+"""The policy interface of the whole stack, free of torch so that whatever runs a policy can import it alone.
 
 A policy answers an observation (``sim.contract``: ``{"images": {camera: uint8 (H, W, 3)}, "state":
 float32 (S,), "instruction": str}``) with a chunk of actions::

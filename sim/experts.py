@@ -1,7 +1,7 @@
 """Scripted experts: follow a task's waypoint plan, computed from privileged simulator state.
 
 An expert has the policy interface of the whole stack (``reset()``, ``infer(obs) -> {"actions": (1, 7)}``)
-so recording, evaluation and serving treat it like any learned policy.
+so recording and evaluation treat it like any learned policy.
 """
 
 from __future__ import annotations

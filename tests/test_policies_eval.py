@@ -183,7 +183,7 @@ def observation():
     return obs
 
 
-def test_vla_policy_returns_clipped_chunks_from_resized_images(checkpoint, observation):
+def test_vla_policy_returns_chunks_in_range_from_resized_images(checkpoint, observation):
     policy = VLAPolicy(checkpoint)
     assert policy.cameras == ("agentview", "wrist")
     assert policy.batch([observation])["images"]["wrist"].shape == (1, 3, 32, 32)

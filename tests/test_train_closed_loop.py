@@ -8,6 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from toy_vla import ToyVLA, make_config
 
+from policies.record import RecordConfig, record
 from policies.train_app import ClosedLoopConfig, TrainAppConfig, train_with_eval
 from vla.model.config import LLMConfig, ModelConfig, VisionConfig
 from vla.train.loop import train
@@ -38,10 +39,12 @@ def test_hooks_run_after_every_step_in_eval_mode_and_log_their_scalars(make_data
     ]
 
 
-def test_vla_train_evaluates_closed_loop_every_n_steps_and_at_the_end(make_dataset, tmp_path):
-    # A synthetic dataset with the simulator's state/action sizes and cameras: the model will not succeed,
-    # but the evaluation must run on the model in training and land in TensorBoard at steps 2 and 3.
-    dataset = make_dataset(episodes=3, lengths=[6, 6, 6])
+def test_vla_train_evaluates_closed_loop_every_n_steps_and_at_the_end(tmp_path):
+    # Three recorded demonstrations (in the simulator's action units, which the evaluation checks): the model
+    # will not succeed, but the evaluation must run on the model in training and land in TensorBoard at
+    # steps 2 and 3.
+    dataset = tmp_path / "demos"
+    record(RecordConfig(task=["PressButton"], episodes_per_task=3, image_size=[32, 32], out=str(dataset)))
     model = ModelConfig(
         vision=VisionConfig(kind="resnet18", width=32),
         llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),

@@ -1,4 +1,4 @@
-"""Discretize continuous action chunks into LLM tokens and back. Pure numpy; the policy server imports it too.
+"""Discretize continuous action chunks into LLM tokens and back. Pure numpy, so torch-free code can import it too.
 
 Contract:
 - Normalize: each action dimension d maps [q01[d], q99[d]] of the dataset linearly onto [-1, 1]; values
