@@ -7,7 +7,7 @@ at all. For each expert noise level (DART: noisy execution, intended actions as 
    privileged simulator state: the world pose of every body outside the robot (what perfect vision would
    recover);
 2. trains a small MLP (state -> one action, MSE) on them;
-3. evaluates it closed loop on ``--eval`` episodes (seeds 100000.., as ``vla-eval``), once with the
+3. evaluates it closed loop on ``--eval`` episodes (the tuning split's seeds, ``policies/seeds.py``: this bench is for choosing a recipe), once with the
    privileged state and once with a per-episode error of ``--perception-error`` m added to every body
    position (an imperfect vision encoder), and prints success rates side by side.
 
@@ -31,11 +31,13 @@ import numpy as np
 import torch
 
 import sim
+from policies.report import rate_with_interval
 from policies.rollout import run_episode
+from policies.seeds import TUNE, wilson_interval
 from sim.contract import OBS_STATE
 from sim.experts import ScriptedExpert
 
-EVAL_SEED = 100_000
+EVAL_SEED = TUNE.start
 
 
 class PrivilegedState(gym.ObservationWrapper):
@@ -115,11 +117,12 @@ def train(states: np.ndarray, actions: np.ndarray, steps: int, seed: int) -> MLP
     return MLPPolicy(net.eval(), mean, std)
 
 
-def success_rate(task: str, policy: MLPPolicy, episodes: int, error: float) -> float:
+def success_rate(task: str, policy: MLPPolicy, episodes: int, error: float) -> str:
+    """The success rate with its Wilson 95% interval, as the reports print it."""
     env = PrivilegedState(sim.make(task, cameras=()), error)
     wins = sum(run_episode(env, policy, EVAL_SEED + i).success for i in range(episodes))
     env.close()
-    return wins / episodes
+    return rate_with_interval(wins / episodes, wilson_interval(wins, episodes))
 
 
 def main() -> None:
@@ -146,8 +149,8 @@ def main() -> None:
             exact = success_rate(task, policy, args.eval, 0.0)
             blurred = success_rate(task, policy, args.eval, args.perception_error)
             print(
-                f"| {noise:g} | {task} | {expert:.0%} | {len(states) / args.episodes:.1f} | {exact:.0%} | "
-                f"{blurred:.0%} |  ({time.perf_counter() - started:.0f} s)",
+                f"| {noise:g} | {task} | {expert:.0%} | {len(states) / args.episodes:.1f} | {exact} | "
+                f"{blurred} |  ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
 
