@@ -236,6 +236,7 @@ def test_crash_in_commit_window_is_repaired_on_open(make_dataset, tmp_path, monk
     before = _disk_bytes(root)
     with pytest.raises(Crash):
         writer.add_episode(_staged(tmp_path, 2, 5, task="a brand new task"))
+    writer.close()  # the dead process's lock dies with it
     monkeypatch.undo()
     assert _disk_bytes(root) != before  # the crash left uncommitted bytes behind
     assert load_meta(root).total_episodes == 2  # readers see the committed dataset even before repair

@@ -5,7 +5,11 @@ camera's video (the episode's mp4 remuxed onto the end of the camera's file), th
 meta/episodes, tasks.parquet, stats.json and LAST info.json, whose totals are the commit point. A crash
 before info.json leaves files holding more than info.json says; ``DatasetWriter.open`` (and a failed
 ``add_episode`` itself) cuts them back (``vla.data.repair``), so an episode is in the dataset whole or not
-at all.
+at all. Every file is made durable (fsynced, and its directory after the rename) before the next is
+written, info.json included, so a committed episode survives a power cut too (``vla.data.atomic``).
+
+A writer holds the dataset's lock (``vla.data.lock``) from ``create``/``open`` until ``close``, so a second
+writer on the same directory is refused instead of cutting back the first one's episode in progress.
 
 Data and video files roll over to the next file_index once adding the episode would take them past
 ``data_files_size_in_mb`` / ``video_files_size_in_mb`` (so a file exceeds its limit only when it holds a
@@ -19,13 +23,13 @@ exact image statistics of the whole dataset are recomputed (no sidecar file to k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from vla.data.atomic import write_json_atomic, write_parquet_atomic
+from vla.data.atomic import make_dirs, write_json_atomic, write_parquet_atomic
 from vla.data.committed import check_compatible, committed_stats, extra_schema
 from vla.data.episode import EXTRA_PREFIX, HISTOGRAM_PREFIX, Episode, checked_episode, frame_columns
 from vla.data.layout import (
@@ -42,6 +46,7 @@ from vla.data.layout import (
     empty_info,
     make_features,
 )
+from vla.data.lock import LOCK_NAME, DatasetLock
 from vla.data.meta import DatasetMeta, is_bulky, load_meta, read_parquet, video_episode_column
 from vla.data.repair import repair_uncommitted
 from vla.data.stats import RunningStats, dataset_stats, image_stats_from_histogram, stats_to_json
@@ -68,11 +73,15 @@ def write_stats(root: Path, running: dict[str, RunningStats], histograms: dict[s
 
 @dataclass
 class DatasetWriter:
-    """Appends episodes to the dataset at ``root``; build it with ``create`` or ``open``."""
+    """Appends episodes to the dataset at ``root``; build it with ``create`` or ``open``, end with ``close``.
+
+    ``with DatasetWriter.open(root) as writer:`` closes it (releases the dataset's lock) on leaving.
+    """
 
     meta: DatasetMeta  # the committed dataset (its stats field is not kept up to date; stats.json is)
     running: dict[str, RunningStats]  # numeric feature -> exact statistics of its committed rows
     histograms: dict[str, np.ndarray]  # video key -> summed (3, 256) pixel counts of committed episodes
+    lock: DatasetLock = field(repr=False)  # this writer's hold on the dataset; released by close()
 
     @property
     def root(self) -> Path:
@@ -100,10 +109,9 @@ class DatasetWriter:
         video_files_size_in_mb: float = VIDEO_FILES_SIZE_MB,
         chunks_size: int = CHUNKS_SIZE,
     ) -> DatasetWriter:
-        """A new, empty dataset at ``root`` (which must not exist or be empty)."""
+        """A new, empty dataset at ``root`` (which must not exist or be empty), open for appending."""
         root = Path(root)
-        if root.exists() and any(root.iterdir()):
-            raise DatasetError(root, "directory exists and is not empty; use DatasetWriter.open to append")
+        _require_empty(root)
         if codec not in CODEC_NAMES:
             raise ValueError(f"codec must be one of {sorted(CODEC_NAMES)}, got {codec!r}")
         height, width = image_size
@@ -122,27 +130,60 @@ class DatasetWriter:
             data_files_size_in_mb=data_files_size_in_mb,
             video_files_size_in_mb=video_files_size_in_mb,
         )
-        write_json_atomic(root / STATS_PATH, {})
-        write_parquet_atomic(root / TASKS_PATH, tasks_table([]))
-        write_json_atomic(root / INFO_PATH, info)
-        return cls.open(root)
+        make_dirs(root)
+        lock = DatasetLock(root)
+        try:
+            _require_empty(root)  # again, now that no other writer can be creating it
+            write_json_atomic(root / STATS_PATH, {})
+            write_parquet_atomic(root / TASKS_PATH, tasks_table([]))
+            write_json_atomic(root / INFO_PATH, info)
+        except BaseException:
+            lock.release()
+            raise
+        return cls._open_locked(lock, {})
 
     @classmethod
     def open(cls, root: str | Path, **expected) -> DatasetWriter:
         """The dataset at ``root``, ready to append to, with an interrupted commit cut back.
 
         ``expected`` (any of fps, cameras, image_size, state_names, action_names, codec) are checked against
-        the dataset, to refuse appending episodes of another robot or camera set-up.
+        the dataset, to refuse appending episodes of another robot or camera set-up. Another process (or
+        another writer in this one) writing the dataset is a ``DatasetLocked`` error naming its pid.
         """
-        meta = load_meta(root)
-        check_compatible(meta, expected)
-        writer = cls(meta, *committed_stats(meta))
-        if repair_uncommitted(meta):
-            write_stats(meta.root, writer.running, writer.histograms)
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(root, "dataset directory not found")
+        if not (root / INFO_PATH).is_file():  # not a dataset: leave no lock file in it
+            raise DatasetError(root / INFO_PATH, "file not found")
+        return cls._open_locked(DatasetLock(root), expected)
+
+    @classmethod
+    def _open_locked(cls, lock: DatasetLock, expected: dict) -> DatasetWriter:
+        try:
+            meta = load_meta(lock.path.parent)
+            check_compatible(meta, expected)
+            writer = cls(meta, *committed_stats(meta), lock)
+            if repair_uncommitted(meta):
+                write_stats(meta.root, writer.running, writer.histograms)
+        except BaseException:
+            lock.release()
+            raise
         return writer
+
+    def close(self) -> None:
+        """Release the dataset for other writers; every added episode is already committed."""
+        self.lock.release()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def add_episode(self, episode: Episode) -> int:
         """Validate ``episode``, commit it, and return its episode_index."""
+        if not self.lock.held:
+            raise DatasetError(self.root, "this writer was closed; open the dataset again to add episodes")
         meta = self.meta
         episode = checked_episode(episode, meta.features, meta.fps, extra_schema(meta))
         tasks = meta.tasks if episode.task in meta.tasks else [*meta.tasks, episode.task]
@@ -260,6 +301,11 @@ class DatasetWriter:
         path = self.root / EPISODES_PATH.format(chunk_index=place[0], file_index=place[1])
         write_parquet_atomic(path, _appended(old, episodes_table([row]), path))
         return row
+
+
+def _require_empty(root: Path) -> None:
+    if root.exists() and any(path.name != LOCK_NAME for path in root.iterdir()):
+        raise DatasetError(root, "directory exists and is not empty; use DatasetWriter.open to append")
 
 
 def _size(path: Path) -> int:
