@@ -22,6 +22,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 import sim
 from policies.expert_policy import EXPERT_ACTIONS
+from policies.parent_watch import exit_with_parent
 from sim.contract import ACTION_DIM
 
 
@@ -86,7 +87,11 @@ class EvalEnv(gym.Wrapper):
 def make_eval_env(
     task: str, config: sim.EnvConfig, index: int = 0, expert_noise: float | None = None
 ) -> EvalEnv:
-    """Top level, so that spawned workers can unpickle it as an environment factory."""
+    """Top level, so that spawned workers can unpickle it as an environment factory.
+
+    In a worker, it also makes the worker exit when the evaluator dies (even by SIGKILL), not linger.
+    """
+    exit_with_parent()
     return EvalEnv(sim.make(task, config=config), index, expert_noise)
 
 

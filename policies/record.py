@@ -5,17 +5,21 @@
 
 Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
 episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
-the next unused seed. Worker processes (spawned, never forked: forking after creating a renderer hangs)
-simulate, render and encode video; this process alone writes the dataset, one whole episode at a time, so
-killing it leaves a dataset holding exactly the episodes completed so far.
+the next unused seed, and a run with other settings than the dataset's is refused (``record_settings``).
+Worker processes (spawned, never forked: forking after creating a renderer hangs) simulate, render and
+encode video; this process alone writes the dataset, one whole episode at a time and in seed order, so
+killing it leaves a dataset holding exactly the episodes completed so far, and any number of workers keeps
+the episodes one worker would. The workers die with this process, however it dies (``parent_watch``), and
+a second recorder on the same dataset is refused while this one runs (the writer's lock).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import shutil
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies.parent_watch import exit_with_parent
+from policies.record_settings import match_settings
 from policies.recording import EpisodeJob, RecordedEpisode, record_episode
 from policies.sim_report import resolve_tasks
 from sim.contract import ACTION_NAMES, STATE_NAMES
+from vla.data.committed import check_compatible
 from vla.data.layout import INFO_PATH
-from vla.data.meta import load_meta
+from vla.data.meta import DatasetMeta, load_meta
 from vla.data.writer import DatasetWriter, Episode
 
 KEEP = ("success", "all")
@@ -82,29 +89,31 @@ class RecordConfig:
 ConfigStore.instance().store(name="record_schema", node=RecordConfig)
 
 
+def _setup(config: RecordConfig) -> dict:
+    """What the dataset's info.json must say (the robot, cameras and video) for this recording."""
+    return {
+        "fps": sim.EnvConfig().control_hz,
+        "cameras": list(config.cameras),
+        "image_size": tuple(config.image_size),
+        "state_names": STATE_NAMES,
+        "action_names": ACTION_NAMES,
+        "codec": config.codec,
+    }
+
+
 def _open_writer(config: RecordConfig) -> DatasetWriter:
+    """The dataset at ``config.out``, created if need be, locked against other writers until closed."""
     root = Path(config.out)
     if (root / INFO_PATH).exists():
         return DatasetWriter.open(root)
-    return DatasetWriter.create(
-        root,
-        fps=sim.EnvConfig().control_hz,
-        cameras=config.cameras,
-        image_size=tuple(config.image_size),
-        state_names=STATE_NAMES,
-        action_names=ACTION_NAMES,
-        robot_type=ROBOT_TYPE,
-        codec=config.codec,
-    )
+    return DatasetWriter.create(root, robot_type=ROBOT_TYPE, **_setup(config))
 
 
-def _progress_so_far(root: Path, tasks: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+def _progress_so_far(meta: DatasetMeta, tasks: list[str]) -> tuple[dict[str, int], dict[str, int]]:
     """Per task: episodes already in the dataset, and the next unused seed offset."""
     kept = dict.fromkeys(tasks, 0)
     next_attempt = dict.fromkeys(tasks, 0)
-    if not (root / INFO_PATH).exists():
-        return kept, next_attempt
-    for row in load_meta(root).episodes:
+    for row in meta.episodes:
         task = row.get("vla/sim_task")
         if task in kept:
             kept[task] += 1
@@ -147,16 +156,31 @@ def _commit(writer: DatasetWriter, recorded: RecordedEpisode) -> None:
 
 
 def record(config: RecordConfig) -> dict[str, int]:
-    """Top every task up to ``episodes_per_task`` kept episodes; return the episodes added per task."""
-    root = Path(config.out)
-    kept, next_attempt = _progress_so_far(root, config.task)
-    needed = {task: config.episodes_per_task - kept[task] for task in config.task}
-    needed = {task: n for task, n in needed.items() if n > 0}
-    added = dict.fromkeys(config.task, 0)
-    if not needed:
-        return added
-    writer = _open_writer(config)
-    staging = root / STAGING
+    """Top every task up to ``episodes_per_task`` kept episodes; return the episodes added per task.
+
+    Refused (``DatasetError``) while another process writes the dataset (``DatasetLocked``), and when the
+    dataset was recorded with other settings (each difference named).
+    """
+    with _open_writer(config) as writer:
+        kept, next_attempt = _progress_so_far(writer.meta, config.task)
+        needed = {task: config.episodes_per_task - kept[task] for task in config.task}
+        needed = {task: n for task, n in needed.items() if n > 0}
+        match_settings(writer.meta, config, adding=bool(needed))
+        check_compatible(writer.meta, _setup(config))
+        added = dict.fromkeys(config.task, 0)
+        if needed:
+            _record_missing(writer, config, needed, next_attempt, added)
+    short = {t: needed[t] - added[t] for t in needed if added[t] < needed[t]}
+    if short:
+        raise RuntimeError(f"the policy failed too often; episodes still missing per task: {short}")
+    return added
+
+
+def _record_missing(
+    writer: DatasetWriter, config: RecordConfig, needed: dict, next_attempt: dict, added: dict
+) -> None:
+    """Record and commit episodes until each task has its ``needed`` (or its attempts run out)."""
+    staging = writer.root / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run were never committed
     staging.mkdir(parents=True)
     settings = _episode_settings(config, staging)
@@ -171,10 +195,6 @@ def record(config: RecordConfig) -> dict[str, int]:
                 progress.update(1)
             recorded.discard()
     shutil.rmtree(staging, ignore_errors=True)
-    short = {t: needed[t] - added[t] for t in needed if added[t] < needed[t]}
-    if short:
-        raise RuntimeError(f"the policy failed too often; episodes still missing per task: {short}")
-    return added
 
 
 def _episode_settings(config: RecordConfig, staging: Path) -> dict:
@@ -189,7 +209,13 @@ def _episode_settings(config: RecordConfig, staging: Path) -> dict:
 
 
 def _run_jobs(jobs: Iterator[EpisodeJob], settings: dict, workers: int, done) -> Iterator[RecordedEpisode]:
-    """Record jobs in this process (workers=1) or in spawned worker processes, yielding as they finish."""
+    """Record jobs in this process (workers=1) or in spawned worker processes, yielding in job order.
+
+    In job order, not as they finish: a result that comes back early waits in its future. The caller then
+    sees every episode one worker would, in the same order, and so keeps the same ones (the first successes
+    of each task by seed). Jobs run ahead of the caller can only be extra attempts of tasks that turn out to
+    be complete by the time they are yielded, which the caller drops.
+    """
     if workers == 1:
         for job in jobs:
             yield record_episode(job, settings)
@@ -197,26 +223,31 @@ def _run_jobs(jobs: Iterator[EpisodeJob], settings: dict, workers: int, done) ->
                 return
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: set[Future] = set()
-        while True:
-            while len(pending) < 2 * workers and not done():
-                job = next(jobs, None)
-                if job is None:
-                    break
-                pending.add(pool.submit(record_episode, job, settings))
-            if not pending:
-                return
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: f.result().job.attempt):
-                yield future.result()
-            if done():
-                for future in pending:
-                    future.cancel()
-                for future in pending:
-                    if not future.cancelled():
-                        future.result().discard()
-                return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=exit_with_parent) as pool:
+        pending: deque[Future] = deque()
+        try:
+            while True:
+                while len(pending) < 2 * workers and not done():
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    pending.append(pool.submit(record_episode, job, settings))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+                if done():
+                    return
+        finally:
+            _abandon(pending)
+
+
+def _abandon(pending: deque[Future]) -> None:
+    """Cancel jobs no longer wanted; remove the staged videos of those already under way."""
+    for future in pending:
+        future.cancel()
+    for future in pending:
+        if not future.cancelled() and future.exception() is None:
+            future.result().discard()
 
 
 @hydra.main(config_path="pkg://configs", config_name="record", version_base="1.3")

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 from policies.record import RecordConfig, record
+from vla.data.checks import validate
+from vla.data.layout import DatasetError
+from vla.data.lock import DatasetLocked
 from vla.data.meta import load_meta
+from vla.data.writer import DatasetWriter
 
 SMALL = {"image_size": [32, 32]}
 
@@ -37,6 +41,9 @@ def test_records_the_requested_episodes_per_task(tmp_path):
         "pick" in text or "lift" in text for text in instructions
     )
     assert not (out / ".vla_staging").exists()
+    # The lock file and the stored settings do not bother the validator (nor LeRobot: it reads named files).
+    assert (out / ".lock").is_file() and (out / "meta" / "recording.json").is_file()
+    assert validate(meta) == []
 
 
 def test_rerunning_tops_each_task_up_with_new_seeds(tmp_path):
@@ -62,17 +69,74 @@ def test_keep_success_drops_failures_and_keep_all_keeps_them(tmp_path):
     assert [row["vla/success"] for row in load_meta(tmp_path / "ok").episodes] == [1, 1, 1, 1]
 
 
-def test_two_spawned_workers_record_the_same_kind_of_dataset(tmp_path):
-    out = tmp_path / "demos"
-    record(
-        RecordConfig(
-            task=["PressButton", "OpenDrawer"], episodes_per_task=2, out=str(out), workers=2, **SMALL
-        )
+def _content(root: Path) -> dict:
+    """The episodes of a dataset in order (where each came from, its frames) and its data and video bytes."""
+    meta = load_meta(root)
+    keys = ("episode_index", "vla/sim_task", "vla/attempt", "vla/seed", "vla/success", "length")
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix in (".parquet", ".mp4") and "episodes" not in p.parts
     )
-    assert _tasks(out) == {"PressButton": 2, "OpenDrawer": 2}
-    meta = load_meta(out)
-    indices = [row["episode_index"] for row in meta.episodes]
-    assert indices == list(range(4))
+    return {
+        "episodes": [tuple(row[key] for key in keys) for row in meta.episodes],
+        "files": {str(path.relative_to(root)): path.read_bytes() for path in files},
+    }
+
+
+def test_two_spawned_workers_keep_the_same_episodes_as_one(tmp_path):
+    # Noise makes PickUp fail now and then, so keep=success must skip seeds the way one worker does; the
+    # short PressButton episodes finish before the PickUp ones submitted ahead of them.
+    options = {"task": ["PickUp", "PressButton"], "episodes_per_task": 3, "noise": 0.3, **SMALL}
+    for workers in (1, 2):
+        record(
+            RecordConfig(out=str(tmp_path / f"w{workers}"), workers=workers, cameras=["agentview"], **options)
+        )
+    one, two = _content(tmp_path / "w1"), _content(tmp_path / "w2")
+    assert Counter(row[1] for row in one["episodes"]) == {"PickUp": 3, "PressButton": 3}
+    assert max(row[2] for row in one["episodes"] if row[1] == "PickUp") >= 3, "expected a failed PickUp seed"
+    assert two["episodes"] == one["episodes"]
+    assert two["files"] == one["files"]  # the same frames, state and action, byte for byte
+
+
+def test_a_second_recorder_is_refused_and_the_first_ones_staged_episodes_stay(tmp_path):
+    out = tmp_path / "demos"
+    options = {"task": "PressButton", "out": str(out), **SMALL}
+    record(RecordConfig(episodes_per_task=1, **options))
+    staged = out / ".vla_staging" / "PressButton-1-agentview.mp4"
+    with DatasetWriter.open(out):  # as the first recorder holds it while recording
+        staged.parent.mkdir()
+        staged.write_bytes(b"an episode waiting to be committed")
+        with pytest.raises(DatasetLocked, match=rf"{out}: another process \(pid {os.getpid()} on "):
+            record(RecordConfig(episodes_per_task=2, **options))
+        assert staged.read_bytes() == b"an episode waiting to be committed"
+    assert load_meta(out).total_episodes == 1
+    assert record(RecordConfig(episodes_per_task=2, **options)) == {"PressButton": 1}  # once it is done
+
+
+def test_a_top_up_with_other_settings_is_refused_naming_each_difference(tmp_path):
+    out = tmp_path / "demos"
+    options = {"task": "PressButton", "out": str(out), **SMALL}
+    record(RecordConfig(episodes_per_task=1, **options))
+    stored = json.loads((out / "meta" / "recording.json").read_text())
+    assert stored["settings"]["noise"] == 0.0 and stored["settings"]["image_size"] == [32, 32]
+    with pytest.raises(DatasetError, match="recorded with other settings") as refused:
+        record(RecordConfig(episodes_per_task=2, noise=0.1, seed=7, **options))
+    message = str(refused.value)
+    assert "noise 0.0 (recorded) vs 0.1 (now)" in message and "seed 0 (recorded) vs 7 (now)" in message
+    assert "new out=" in message and "labels" not in message
+    assert load_meta(out).total_episodes == 1
+    assert record(RecordConfig(episodes_per_task=2, **options)) == {"PressButton": 1}  # same settings
+
+
+def test_a_dataset_recorded_before_settings_were_stored_is_not_topped_up(tmp_path):
+    out = tmp_path / "demos"
+    options = {"task": "PressButton", "out": str(out), **SMALL}
+    record(RecordConfig(episodes_per_task=1, **options))
+    (out / "meta" / "recording.json").unlink()
+    with pytest.raises(DatasetError, match=r"no meta/recording\.json: it was recorded before .* new out="):
+        record(RecordConfig(episodes_per_task=2, **options))
+    with pytest.warns(UserWarning, match="settings cannot be checked"):
+        assert record(RecordConfig(episodes_per_task=1, **options)) == {"PressButton": 0}  # nothing to add
+    assert load_meta(out).total_episodes == 1
 
 
 def test_noisy_demonstrations_record_the_experts_intended_actions_unless_asked_otherwise():
