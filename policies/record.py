@@ -33,6 +33,7 @@ import sim
 from policies.parent_watch import exit_with_parent
 from policies.record_settings import match_settings
 from policies.recording import EpisodeJob, RecordedEpisode, record_episode
+from policies.seeds import RECORDING
 from policies.sim_report import resolve_tasks
 from sim.contract import ACTION_NAMES, STATE_NAMES
 from vla.data.committed import check_compatible
@@ -55,7 +56,7 @@ class RecordConfig:
     out: str = "data/demos"
     keep: str = "success"  # "success": drop failed episodes; "all": keep every episode
     workers: int = 1
-    seed: int = 0  # a task's k-th attempt uses seed + k
+    seed: int = 0  # a task's k-th attempt uses seed + k, inside the recording split (policies/seeds.py)
     policy: str = "expert"
     noise: float = 0.0  # expert action noise (std, action units), seeded per episode
     labels: str = (
@@ -77,6 +78,7 @@ class RecordConfig:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        _check_recording_seed(self.seed)
         if self.policy != "expert":
             raise ValueError(
                 f"policy must be 'expert' (learned policies come with vla-eval), got {self.policy!r}"
@@ -87,6 +89,15 @@ class RecordConfig:
 
 
 ConfigStore.instance().store(name="record_schema", node=RecordConfig)
+
+
+def _check_recording_seed(seed: int) -> None:
+    """Demonstrations must never come from the seeds that tuning or reported evaluations use."""
+    if not RECORDING.start <= seed < RECORDING.stop:
+        raise ValueError(
+            f"seed {seed} is outside the recording split [{RECORDING.start}, {RECORDING.stop - 1}]: seeds from "
+            f"{RECORDING.stop} on are for tuning and held-out evaluation (policies/seeds.py)"
+        )
 
 
 def _setup(config: RecordConfig) -> dict:
@@ -134,6 +145,7 @@ def _jobs(
 
     while open_tasks():
         for task in open_tasks():
+            _check_recording_seed(config.seed + attempts[task])
             yield EpisodeJob(task, attempts[task], config.seed + attempts[task])
             attempts[task] += 1
 

@@ -169,6 +169,13 @@ def test_bad_options_are_rejected_with_the_reason(bad):
         RecordConfig(**bad)
 
 
+def test_recording_seeds_stay_out_of_the_evaluation_splits():
+    with pytest.raises(ValueError, match="outside the recording split"):
+        RecordConfig(seed=100_000)  # the first tuning seed
+    with pytest.raises(ValueError, match="outside the recording split"):
+        RecordConfig(seed=-1)
+
+
 def test_killed_mid_recording_leaves_a_loadable_dataset_and_resumes(tmp_path):
     out = tmp_path / "demos"
     command = [
