@@ -28,7 +28,7 @@ from policies.record import RecordConfig, record
 from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 from vla.model.config import ModelConfig
-from vla.train.config import PRECISIONS, TrainConfig
+from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig
 
 CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "val/goal_l1", "train/lr"]
 STAGES = ("record", "train", "eval")
@@ -46,6 +46,11 @@ class DemoConfig:
     lr: float = 1e-3
     warmup_steps: int = 50
     precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    save_every: int = 0  # training steps between checkpoints (a killed run resumes); 0: a tenth of the run
+    keep_last: int = 2  # training checkpoints kept on disk, the oldest deleted first; 0 keeps all
+    # training: auto (continue <out>/train; a changed schedule or dataset is refused, naming the differences) |
+    # force (continue it even so) | never (refuse an out/train that holds a run)
+    resume: str = "auto"
     eval_episodes: int = 50  # closed-loop episodes per task
     eval_split: str = "heldout"  # the evaluation's seeds: heldout (reported) | tune (policies/seeds.py)
     eval_num_envs: int = 2  # vectorized environments of the evaluation (spawned processes when > 1)
@@ -62,6 +67,12 @@ class DemoConfig:
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(self.stages)}")
         if self.precision not in PRECISIONS:  # checked before the minutes of recording, not after
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.resume not in RESUME_MODES:
+            raise ValueError(f"resume must be one of {RESUME_MODES}, got {self.resume!r}")
+        if self.save_every < 0 or self.keep_last < 0:
+            raise ValueError(
+                f"save_every and keep_last must be >= 0, got {self.save_every}, {self.keep_last}"
+            )
         if self.torch_threads < 0 or self.warmup_steps < 0:
             raise ValueError(
                 f"torch_threads and warmup_steps must be >= 0, got {self.torch_threads}, {self.warmup_steps}"
@@ -99,7 +110,9 @@ def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
         precision=config.precision,
         val_fraction=0.05,
         val_every=max(1, config.steps // 4),
-        save_every=config.steps,
+        save_every=config.save_every or max(1, config.steps // 10),
+        keep_last=config.keep_last,
+        resume=config.resume,
         cache="memmap",
     )
 

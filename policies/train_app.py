@@ -7,7 +7,10 @@
 
 ``model`` picks ``configs/model/<name>.yaml`` (a ``vla.model.config.ModelConfig``); its state_dim and
 action_dim come from the dataset. Re-running the same command continues from ``<out>/checkpoints/last``
-(``resume=auto``); ``resume=never`` refuses an ``out`` that already holds a run.
+(``resume=auto``), and refuses, naming the differences, a changed schedule, dataset or data settings, which
+would train another run (``vla/train/resume.py``); ``resume=force`` continues even so; ``resume=never``
+refuses an ``out`` that already holds a run; ``resume=<checkpoint>`` continues from a checkpoint directory, a
+run directory, its ``checkpoints/`` or its ``checkpoints/last`` file.
 
 The trainer itself is ``vla.train.loop.train``; this app adds what needs the simulator, which vla/ never
 imports: every ``closed_loop.every`` steps (and at the last one) the model in training is evaluated

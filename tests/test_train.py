@@ -262,7 +262,11 @@ def test_vla_train_trains_the_tiny_vla(make_dataset, tmp_path):
     assert model.goal_head is not None and model.config.goal_loss == 0.5
     samples = VLADataset(dataset, cameras=model.config.cameras, image_size=(32, 32), chunk_size=2)
     assert model.predict(collate([samples[0], samples[7]])).shape == (2, 2, 7)
-    resumed = subprocess.run([*command, "steps=3"], capture_output=True, text=True, timeout=300)
+    longer = subprocess.run([*command, "steps=3"], capture_output=True, text=True, timeout=300)
+    assert longer.returncode != 0 and "steps: 2 vs 3" in longer.stderr, "a longer schedule is another run"
+    resumed = subprocess.run(
+        [*command, "steps=3", "resume=force"], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (tmp_path / "run/checkpoints/last").read_text() == "000003\n"
     assert json.loads((tmp_path / "run/checkpoints/000003/trainer_state.json").read_text())["step"] == 3

@@ -84,17 +84,17 @@ def _break_pointer(directory):
     ],
 )
 def test_broken_checkpoint_is_a_clear_error(dataset, tmp_path, corrupt, message):
-    result = train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
+    result = train(make_config(dataset, tmp_path / "run"), ToyVLA, until=2)
     corrupt(result.checkpoint)
     with pytest.raises(ckpt.CheckpointError, match=message):
-        train(make_config(dataset, tmp_path / "run", steps=4), ToyVLA)
+        train(make_config(dataset, tmp_path / "run"), ToyVLA)
 
 
 def test_resume_on_a_dataset_with_another_action_dim_is_an_error(dataset, make_dataset, tmp_path):
-    train(make_config(dataset, tmp_path / "run", steps=2), ToyVLA)
+    train(make_config(dataset, tmp_path / "run"), ToyVLA, until=2)
     other = make_dataset(episodes=4, lengths=[8, 8, 8, 8], action_dim=5)
     with pytest.raises(ckpt.CheckpointError, match=r"train_config\.json: model\.action_dim is 7.* has 5"):
-        train(make_config(other, tmp_path / "run", steps=4), ToyVLA)
+        train(make_config(other, tmp_path / "run"), ToyVLA)
 
 
 def test_model_that_does_not_fit_the_dataset_is_an_error(dataset, tmp_path):

@@ -13,6 +13,8 @@ from vla.model.config import ModelConfig
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on CPU
 RESUME_NEVER = "never"
 RESUME_AUTO = "auto"  # continue from <out>/checkpoints/last when it exists
+RESUME_FORCE = "force"  # auto, even when the schedule or the dataset changed (vla/train/resume.py)
+RESUME_MODES = (RESUME_AUTO, RESUME_FORCE, RESUME_NEVER)  # or a checkpoint path
 
 
 @dataclass
@@ -38,7 +40,11 @@ class TrainConfig:
     keep_last: int = 0  # checkpoints kept on disk, the oldest deleted first; 0 keeps every one
     log_every: int = 10  # steps between TensorBoard scalars
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact reruns and resumes
-    resume: str = RESUME_AUTO  # "auto" | "never" | a checkpoint directory
+    # "auto": continue from <out>/checkpoints/last if there is one, refusing (with the differences named) a
+    # changed schedule (steps, lr, warmup_steps, batch_size, ...), dataset (path or content) or data settings |
+    # "force": continue from it even so | "never": refuse an out that holds a run | a checkpoint to continue
+    # from (a checkpoint directory, a run directory, its checkpoints/ or checkpoints/last), with auto's checks
+    resume: str = RESUME_AUTO
     cache: str | None = None  # VLADataset cache: None (decode videos), "memmap", or a directory
     precision: str = "auto"
 
@@ -67,7 +73,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not self.resume:
-            raise ValueError("resume must be 'auto', 'never' or a checkpoint directory")
+            raise ValueError("resume must be 'auto', 'force', 'never' or a checkpoint directory")
         self.betas = [float(b) for b in self.betas]
 
 

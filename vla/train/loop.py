@@ -34,10 +34,11 @@ from vla.data.meta import load_meta
 from vla.train import data
 from vla.train.config import TrainConfig
 from vla.train.report import Meter, RunLog
+from vla.train.resume import check_resumable, dataset_fingerprint, find_resume
 from vla.train.rng import seed_everything
 from vla.train.sampler import ResumableBatchSampler, fixed_batches
 from vla.train.schedule import ParamGroup, lr_factor, param_groups
-from vla.train.state import check_resumable, find_resume, restore_training, save_checkpoint
+from vla.train.state import restore_training, save_checkpoint
 
 StepHook = Callable[[int, nn.Module], "dict[str, float] | None"]  # (step, model) -> scalars by tag, or None
 
@@ -133,6 +134,7 @@ class Run:
     val_loader: DataLoader | None
     step: int  # optimizer steps done
     resumed_from: Path | None
+    dataset: dict  # the training data's fingerprint, which every checkpoint records
 
 
 def _setup(config: TrainConfig, model_class) -> Run:
@@ -140,8 +142,11 @@ def _setup(config: TrainConfig, model_class) -> Run:
     seed_everything(config.seed, config.deterministic)
     meta = load_meta(config.dataset)
     config = replace(config, model=data.fit_model_config(config.model, meta))
+    fingerprint = dataset_fingerprint(meta)
     resume = find_resume(config)
-    saved_state = check_resumable(resume, config, meta) if resume is not None else None
+    saved_state = None
+    if resume is not None:
+        saved_state = check_resumable(resume, config, meta, fingerprint, accelerator.num_processes)
     train_set, val_set = data.make_datasets(
         config.dataset, config.model, meta, config.val_fraction, config.cache
     )
@@ -180,6 +185,7 @@ def _setup(config: TrainConfig, model_class) -> Run:
         val_loader,
         step,
         resume,
+        fingerprint,
     )
 
 
@@ -252,7 +258,14 @@ def _train(config: TrainConfig, model_class, until: int | None, hooks: Sequence[
                 result.hooks.update(_run_hooks(hooks, run, log))
             if step % config.save_every == 0 or step == config.steps:
                 result.checkpoint = save_checkpoint(
-                    config, step, run.model, run.optimizer, run.groups, run.sampler.position, accelerator
+                    config,
+                    step,
+                    run.model,
+                    run.optimizer,
+                    run.groups,
+                    run.sampler.position,
+                    accelerator,
+                    run.dataset,
                 )
             log.progress(step, result.train)
     result.step = run.step

@@ -16,15 +16,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from vla.data.layout import ACTION, STATE
-from vla.data.meta import DatasetMeta
 from vla.train import checkpoint as ckpt
-from vla.train.config import RESUME_AUTO, RESUME_NEVER, TrainConfig
+from vla.train.config import TrainConfig
 from vla.train.rng import capture_rng, restore_rng
 from vla.train.sampler import Position
 from vla.train.schedule import ParamGroup
-
-IGNORED_MODEL_FIELDS = ("llm.cache_dir",)  # where converted weights are cached: per machine, not per model
 
 
 def save_checkpoint(
@@ -35,8 +31,11 @@ def save_checkpoint(
     groups: list[ParamGroup],
     position: Position,
     accelerator: Accelerator,
+    dataset: dict,
 ) -> Path:
-    """Write ``<out>/checkpoints/<step>/`` and point ``last`` at it. Every process must call this."""
+    """Write ``<out>/checkpoints/<step>/`` and point ``last`` at it. Every process must call this.
+    ``dataset``: the fingerprint of the training data (``resume.dataset_fingerprint``), which a resume
+    checks."""
     staging = ckpt.staging_dir(config.out, step)
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
@@ -55,6 +54,7 @@ def save_checkpoint(
             "step": step,
             "position": dataclasses.asdict(position),
             "num_processes": accelerator.num_processes,
+            "dataset": dataset,
             "scheduler": {
                 "kind": "linear warmup + cosine (vla.train.schedule.lr_factor)",
                 "step": step,
@@ -71,63 +71,6 @@ def save_checkpoint(
         ckpt.prune(config.out, config.keep_last)
     accelerator.wait_for_everyone()
     return final
-
-
-def find_resume(config: TrainConfig) -> Path | None:
-    """The checkpoint this run continues from, per ``config.resume``; None starts afresh."""
-    if config.resume not in (RESUME_AUTO, RESUME_NEVER):
-        directory = Path(config.resume)
-        if not directory.is_dir():
-            raise ckpt.CheckpointError(directory, "resume names no checkpoint directory")
-        return directory
-    last = ckpt.last_checkpoint(config.out)
-    if last is not None and config.resume == RESUME_NEVER:
-        raise ValueError(
-            f"{config.out} already holds a run (checkpoints/last -> {last.name}); "
-            "pass resume=auto to continue it, or choose another out"
-        )
-    return last
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resumable(directory: Path, config: TrainConfig, meta: DatasetMeta) -> dict:
-    """Check that the checkpoint is complete and fits this run's dataset and model; return its trainer
-    state. The model configuration is the checkpoint's: asking for a different one is an error."""
-    ckpt.require_files(directory)
-    path = directory / ckpt.TRAIN_CONFIG
-    saved = ckpt.field(ckpt.read_json(path), "model", path)
-    for name, feature in (("action_dim", ACTION), ("state_dim", STATE)):
-        found = getattr(config.model, name)
-        if ckpt.field(saved, name, path) != found:
-            raise ckpt.CheckpointError(
-                path,
-                f"model.{name} is {saved[name]}, but the dataset at {meta.root} has {found} "
-                f"('{feature}' in its info.json)",
-            )
-    ours = _flatten(dataclasses.asdict(config.model))
-    theirs = _flatten(saved)
-    differ = [
-        f"model.{key}: checkpoint {theirs.get(key)!r}, this run {ours.get(key)!r}"
-        for key in sorted(set(ours) | set(theirs))
-        if key not in IGNORED_MODEL_FIELDS and ours.get(key) != theirs.get(key)
-    ]
-    if differ:
-        raise ckpt.CheckpointError(
-            path, "this run's model differs from the checkpoint's: " + "; ".join(differ)
-        )
-    state = ckpt.read_json(directory / ckpt.TRAINER_STATE)
-    for key in ("step", "position", "optimizer", "rng"):
-        ckpt.field(state, key, directory / ckpt.TRAINER_STATE)
-    return state
 
 
 def restore_training(

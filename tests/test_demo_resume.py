@@ -1,0 +1,64 @@
+"""vla-demo's train stage survives a crash: it checkpoints periodically, and a re-run continues the run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from toy_vla import SMALL
+
+from vla.train import checkpoint as ckpt
+from vla.train.loop import train
+
+STEPS = 30
+OVERRIDES = [*SMALL, "tasks=[OpenDrawer]", "stages=[train]", f"steps={STEPS}", "batch_size=4", "save_every=3"]
+
+
+def demo_config(out, *more):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import policies.demo  # noqa: F401  (registers the preset's schema)
+
+    with initialize_config_module("configs", version_base="1.3"):
+        return OmegaConf.to_object(compose("demo", overrides=[*OVERRIDES, f"out={out}", *more]))
+
+
+def test_a_killed_demo_train_stage_resumes_from_its_last_checkpoint(make_dataset, tmp_path):
+    from policies.demo import _train_config
+
+    out = tmp_path / "demo"
+    make_dataset(root=out / "data", episodes=4, lengths=[8, 8, 8, 8])
+    log = (tmp_path / "demo.log").open("w")
+    command = [sys.executable, "-m", "policies.demo", *OVERRIDES, f"out={out}"]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while ckpt.last_checkpoint(out / "train") is None and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.02)
+        process.kill()  # as a crash would: no clean-up
+    finally:
+        process.wait()
+    killed_at = int(ckpt.last_checkpoint(out / "train").name)
+    assert 0 < killed_at < STEPS, (tmp_path / "demo.log").read_text()[-3000:]
+    # The re-run: what `vla-demo stages=[train]` does with the same settings, observed step by step.
+    config = demo_config(out)
+    seen = []
+    result = train(_train_config(config, out / "data"), hooks=[lambda step, model: seen.append(step)])
+    assert seen[0] == killed_at + 1 and result.step == STEPS
+    kept = sorted(p.name for p in (out / "train/checkpoints").iterdir() if p.name.isdigit())
+    assert kept[-1] == f"{STEPS:06d}" and len(kept) == config.keep_last
+
+
+def test_the_demo_passes_its_checkpoint_settings_to_training(tmp_path):
+    from policies.demo import DemoConfig, _train_config
+
+    config = demo_config(tmp_path, "resume=force", "save_every=0")
+    train_config = _train_config(config, tmp_path / "data")
+    assert train_config.resume == "force" and train_config.save_every == STEPS // 10
+    assert train_config.keep_last == 2
+    with pytest.raises(ValueError, match="resume must be one of"):
+        DemoConfig(resume="sometimes")
