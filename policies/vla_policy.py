@@ -28,7 +28,6 @@ from vla.model.vla import VLA
 from vla.train import checkpoint as train_checkpoint
 
 RANGE_TOLERANCE = 1e-6  # float32 rounding of bounds that are equal in the data and the environment
-WEIGHTS = "model.safetensors"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
