@@ -6,6 +6,7 @@ rotation vector ``action[3:6] * MAX_ROTATION`` radians about world x, y, z (appl
 least-squares inverse kinematics, iterated on a scratch copy of the kinematics, turns the commanded pose
 into joint targets for the arm's position servos. ``gripper`` maps linearly from -1 (fully open, 0.08 m)
 to +1 (closed); the finger servos have a force limit, so a closed command holds an object.
+``next_commanded_pose`` is the pose update on its own, which the real-robot adapters call too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,41 @@ def orientation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     return rotvec
 
 
+def next_commanded_pose(
+    target_pos: np.ndarray,
+    target_mat: np.ndarray,
+    tcp_pos: np.ndarray,
+    tcp_mat: np.ndarray,
+    action: np.ndarray,
+    translation_step: float = MAX_TRANSLATION,
+    rotation_step: float = MAX_ROTATION,
+    max_lead: float = _MAX_LEAD,
+    max_lead_angle: float = _MAX_LEAD_ANGLE,
+    workspace: tuple[np.ndarray, np.ndarray] = (WORKSPACE_LOW, WORKSPACE_HIGH),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The commanded TCP pose (position (3,), rotation (3, 3)) after one action.
+
+    ``target_*`` is the pose commanded so far, ``tcp_*`` the measured one, ``action`` a validated action
+    (only its first six entries are read). Translation moves along world axes; rotation is applied on the
+    left, about world axes. The result is kept within ``max_lead`` / ``max_lead_angle`` of the measured pose
+    and its position inside ``workspace``. The simulator and the real-robot adapters all call this one
+    function, so an action means the same everywhere.
+    """
+    pos = target_pos + action[:3] * translation_step
+    lead = pos - tcp_pos
+    lead_norm = float(np.linalg.norm(lead))
+    if lead_norm > max_lead:
+        pos = tcp_pos + lead * (max_lead / lead_norm)
+    pos = np.clip(pos, workspace[0], workspace[1])
+
+    mat = rotvec_to_mat(action[3:6] * rotation_step) @ target_mat
+    lead_rot = orientation_error(mat, tcp_mat)
+    angle = float(np.linalg.norm(lead_rot))
+    if angle > max_lead_angle:
+        mat = rotvec_to_mat(lead_rot * (max_lead_angle / angle)) @ tcp_mat
+    return pos, mat
+
+
 class CartesianController:
     """Holds the commanded TCP pose and writes joint and finger targets to ``world.data.ctrl``."""
 
@@ -70,21 +106,9 @@ class CartesianController:
 
     def apply(self, action: np.ndarray) -> None:
         """Update the commanded pose by one (validated) action and write the servo targets."""
-        tcp_pos, tcp_mat = self.world.tcp_pos, self.world.tcp_mat
-        pos = self.target_pos + action[:3] * MAX_TRANSLATION
-        lead = pos - tcp_pos
-        lead_norm = float(np.linalg.norm(lead))
-        if lead_norm > _MAX_LEAD:
-            pos = tcp_pos + lead * (_MAX_LEAD / lead_norm)
-        self.target_pos = np.clip(pos, WORKSPACE_LOW, WORKSPACE_HIGH)
-
-        mat = rotvec_to_mat(action[3:6] * MAX_ROTATION) @ self.target_mat
-        lead_rot = orientation_error(mat, tcp_mat)
-        angle = float(np.linalg.norm(lead_rot))
-        if angle > _MAX_LEAD_ANGLE:
-            mat = rotvec_to_mat(lead_rot * (_MAX_LEAD_ANGLE / angle)) @ tcp_mat
-        self.target_mat = mat
-
+        self.target_pos, self.target_mat = next_commanded_pose(
+            self.target_pos, self.target_mat, self.world.tcp_pos, self.world.tcp_mat, action
+        )
         world = self.world
         world.data.ctrl[world.arm_actuators] = self.solve_ik(self.target_pos, self.target_mat)
         opening = (1.0 - float(action[6])) / 2 * robot.FINGER_TRAVEL

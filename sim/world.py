@@ -22,6 +22,19 @@ def rotation_6d(mat: np.ndarray) -> np.ndarray:
     return mat.reshape(3, 3)[:, :2].T.reshape(6)
 
 
+def state_vector(tcp_pos, tcp_mat, gripper_opening: float, joints) -> np.ndarray:
+    """The observation's float32 (17,) state (``sim.contract.STATE_NAMES``) from a TCP pose (position (3,) and
+    rotation (3, 3), base frame), the gripper opening (m) and the 7 joint positions (rad). Robot adapters
+    build their state with this, so it has the simulator's layout."""
+    parts = [
+        np.asarray(tcp_pos, dtype=np.float64).reshape(3),
+        rotation_6d(np.asarray(tcp_mat, dtype=np.float64)),
+        [float(gripper_opening)],
+        np.asarray(joints, dtype=np.float64).reshape(7),
+    ]
+    return np.concatenate(parts).astype(np.float32)
+
+
 class World:
     def __init__(self, model: mujoco.MjModel):
         self.model = model
