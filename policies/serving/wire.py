@@ -13,6 +13,7 @@ checks that the bytes match the dtype and shape, so a malformed frame is an erro
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -60,7 +61,7 @@ def _decode(item: dict) -> Any:
             raise WireError("a numpy array needs bytes 'data' and a list 'shape'")
         if not all(isinstance(n, int) and n >= 0 for n in shape):
             raise WireError(f"bad array shape {shape!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge declared shape cannot wrap around
         if len(data) != expected:
             raise WireError(
                 f"array of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, got {len(data)}"
@@ -70,7 +71,7 @@ def _decode(item: dict) -> Any:
         dtype = _dtype(item.get(b"dtype"))
         try:
             return dtype.type(item.get(b"data"))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:  # OverflowError: 1000 as an int8
             raise WireError(f"bad numpy scalar of dtype {dtype}: {error}") from error
     return item
 

@@ -1,0 +1,122 @@
+"""``vla-serve``: a checkpoint (or the scripted expert) behind a websocket, for openpi's client or ours.
+
+    vla-serve checkpoint=runs/tiny                                  # ws://127.0.0.1:8000, this machine only
+    vla-serve checkpoint=runs/tiny host=0.0.0.0 api_key=$KEY         # other machines: an API key is required
+    VLA_SERVE_API_KEY=$KEY vla-serve checkpoint=runs/tiny host=0.0.0.0   # the same, the key kept out of `ps`
+    vla-serve policy=expert port=0                                   # tests: a free port, printed at start
+    vla-serve checkpoint=DIR key_map='{observation/image: images/wrist, prompt: instruction}'
+
+Options: ``configs/serve.yaml``, validated by ``ServeConfig``; the protocol: docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from policies.expert_policy import ExpertPolicy
+from policies.serving.keys import check_key_map
+from policies.serving.server import PolicyServer, check_host
+from policies.threads import passive_openmp
+
+EXPERT = "expert"
+POLICIES = ("checkpoint", EXPERT)
+API_KEY_ENV = "VLA_SERVE_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    checkpoint: str | None = None  # a checkpoint directory, or a vla-train run (its checkpoints/last)
+    policy: str = "checkpoint"  # "checkpoint" | "expert" (reads the privileged actions in each observation)
+    host: str = "127.0.0.1"  # anything but loopback requires api_key
+    port: int = 8000  # 0: a free port, printed at start
+    api_key: str | None = None  # None: $VLA_SERVE_API_KEY if set; clients send "Authorization: Api-Key <key>"
+    max_frame_mb: float = 16.0  # larger frames are refused (close code 1009) before they are read
+    max_batch: int = 32  # most requests answered by one infer_batch
+    key_map: Any = None  # {client key: observation key}; None: policies.serving.keys.DEFAULT_KEY_MAP
+    camera_map: Any = None  # model camera -> observation camera (as vla-eval's); None: identity
+    device: str = "cpu"
+    torch_threads: int = 0  # CPU threads of the forward passes; 0: torch's default (one per core)
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if (self.policy == EXPERT) == (self.checkpoint is not None):
+            raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
+        if self.api_key is None:
+            self.api_key = os.environ.get(API_KEY_ENV) or None
+        check_host(self.host, self.api_key)
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0-65535, got {self.port}")
+        if not self.max_frame_mb > 0 or self.max_batch < 1 or self.torch_threads < 0:
+            raise ValueError(
+                f"need max_frame_mb > 0, max_batch >= 1, torch_threads >= 0; got {self.max_frame_mb}, "
+                f"{self.max_batch}, {self.torch_threads}"
+            )
+        if self.key_map is not None:
+            self.key_map = check_key_map(self.key_map)
+        if self.camera_map is not None:
+            if not isinstance(self.camera_map, dict):
+                raise ValueError(
+                    f"camera_map must map model cameras to observation cameras, got {self.camera_map!r}"
+                )
+            self.camera_map = {str(slot): str(camera) for slot, camera in self.camera_map.items()}
+
+
+ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
+
+
+def make_policy(config: ServeConfig):
+    if config.policy == EXPERT:
+        return ExpertPolicy()
+    from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is served
+
+    return VLAPolicy(config.checkpoint, config.camera_map, config.device)
+
+
+def build_server(config: ServeConfig) -> PolicyServer:
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    return PolicyServer(
+        lambda: make_policy(config),
+        host=config.host,
+        port=config.port,
+        api_key=config.api_key,
+        max_frame_mb=config.max_frame_mb,
+        key_map=config.key_map,
+        max_batch=config.max_batch,
+        kind=config.policy,
+    )
+
+
+def run(config: ServeConfig) -> None:
+    server = build_server(config)
+
+    def announce(port: int) -> None:
+        # One line a supervisor (or a test that asked for port=0) can read the address from.
+        meta = server.metadata
+        print(
+            f"vla-serve: {meta['policy']} {meta['checkpoint'] or ''} on ws://{config.host}:{port} "
+            f"(cameras {meta['cameras']}, actions {meta['chunk_size']}x{meta['action_dim']}; "
+            f"health: http://{config.host}:{port}/healthz)",
+            flush=True,
+        )
+
+    server.run(announce)
+
+
+@hydra.main(config_path="pkg://configs", config_name="serve", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    passive_openmp()
+    run(OmegaConf.to_object(cfg))
+
+
+if __name__ == "__main__":
+    main()
