@@ -40,6 +40,7 @@ class RobotLimits:
     joint_high: np.ndarray = field(default_factory=lambda: np.full(7, np.inf))
     joint_margin: float = 0.1  # rad kept clear of each joint limit (Polymetis: 0.1)
     max_gripper_change: float = 2.0  # per step, in action units (-1 open .. +1 closed); 2: unlimited
+    max_lead: float = 0.08  # m the commanded TCP may lead the measured one (sim.controller: 0.08)
 
     def __post_init__(self):
         self.workspace_low = _vector(self.workspace_low, 3, "workspace_low")
@@ -58,6 +59,7 @@ class RobotLimits:
             "max_translation",
             "max_rotation",
             "max_joint_step",
+            "max_lead",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -79,6 +81,14 @@ class Robot(Protocol):
 
     def stop(self) -> None:
         """Hold still now (the e-stop and the watchdog call it); safe to call repeatedly."""
+
+
+# Optional methods the runtime uses when a robot has them (``hasattr``), so an adapter can start without:
+#   state() -> float32 (17,)             the state of ``observe()`` without rendering cameras, read every
+#                                        control step by the safety layer (else: the last observation's)
+#   predict_joints(action) -> (7,)       the joint targets the robot would command for ``action`` (its IK),
+#                                        without moving; makes the safety layer's joint checks predictive
+#   done, success                        whether the episode is over and succeeded (simulated robots)
 
 
 ACTION_SHAPE = (ACTION_DIM,)

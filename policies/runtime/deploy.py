@@ -1,0 +1,293 @@
+"""``vla-deploy``: a policy on a robot, through the safety layer, at a fixed rate, with a report.
+
+    vla-deploy policy=expert task=PickUp episodes=10                         # a rehearsal in simulation
+    vla-deploy checkpoint=runs/tiny task=PickUp remote=true episodes=20      # the simulator in its own process
+    vla-deploy checkpoint=runs/tiny async_inference=false                    # vla-eval's receding horizon
+    vla-deploy server=gpu-box:8000 api_key=KEY task=PickUp                   # a policy served by vla-serve
+    vla-deploy checkpoint=runs/tiny safety.scale=0.3 safety.max_translation=0.02   # a slow first run
+    vla-deploy checkpoint=runs/tiny safety.dry_run=true                      # compute and log, send nothing
+    vla-deploy policy=expert record=data/deployments episodes=5              # record what was executed
+
+Writes ``report.json``, ``report.md``, ``timing.csv`` and ``timing.png`` under ``out`` (even when stopped
+early). SIGINT / SIGTERM stop the robot and exit with 128 + the signal's number; a failing or stalled policy
+stops it and exits with 1. Options: ``configs/deploy.yaml``, validated by ``DeployConfig``; the reference is
+docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+import sim
+from policies.runtime import deploy_report
+from policies.runtime.estop import EStop, EStopped
+from policies.runtime.loop import ControlLoop, LoopConfig, PolicyStalled
+from policies.runtime.safety import SafetyLayer, tightened
+from policies.runtime.schedule import PolicyFailed
+from policies.seeds import HELDOUT, episode_seeds
+from policies.threads import passive_openmp
+
+log = logging.getLogger(__name__)
+ROBOTS = ("sim",)
+EXPERT = "expert"
+LIMIT_OPTIONS = (
+    "max_translation",
+    "max_rotation",
+    "max_joint_step",
+    "joint_margin",
+    "max_gripper_change",
+    "workspace_low",
+    "workspace_high",
+)
+
+
+@dataclass
+class SafetyOptions:
+    enabled: bool = True  # false: only the finite check and the [-1, 1] clip (and scale) remain
+    scale: float = 1.0  # arm actions multiplied by this, in (0, 1]: slow first runs
+    dry_run: bool = False  # compute and log every command, send none
+    # Tighter limits than the robot declares (null: the robot's own); they can only tighten.
+    max_translation: float | None = None  # m of commanded TCP motion per step
+    max_rotation: float | None = None  # rad of commanded TCP rotation per step
+    max_joint_step: float | None = None  # rad per joint per step
+    joint_margin: float | None = None  # rad kept clear of each joint limit
+    max_gripper_change: float | None = None  # gripper command change per step (action units, 2: any)
+    workspace_low: list[float] | None = None  # m, (3,) corner of the box the commanded TCP stays in
+    workspace_high: list[float] | None = None
+
+    def __post_init__(self):
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"safety.scale must be in (0, 1], got {self.scale}")
+        for name in LIMIT_OPTIONS[:5]:
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"safety.{name} must be >= 0, got {value}")
+
+    def limits(self) -> dict:
+        return {name: getattr(self, name) for name in LIMIT_OPTIONS}
+
+
+@dataclass
+class DeployConfig:
+    robot: str = "sim"  # sim: a vla-stack task as a robot (policies.runtime.sim_robot)
+    task: str = "PickUp"  # robot=sim: the task
+    seed: int | None = None  # robot=sim: episode i uses seed + i; null: the split's first seed
+    split: str = HELDOUT.name  # robot=sim: the seeds' split (policies/seeds.py)
+    remote: bool = False  # robot=sim: run the simulator in a spawned process, over the wire
+    checkpoint: str | None = None  # the policy: a checkpoint or vla-train run directory, or
+    policy: str | None = None  # "expert" (the scripted experts; robot=sim only), or
+    server: str | None = None  # host:port of a vla-serve policy server
+    api_key: str | None = None  # server: sent as "Authorization: Api-Key <key>"
+    instruction: str | None = None  # what the policy is told; null: the sim task's own instruction
+    episodes: int = 1
+    rate_hz: float = 10.0  # control rate
+    n_action_steps: int = 5  # sync: actions played per chunk; async: ticks between requests
+    async_inference: bool = True  # false: ask, play n_action_steps, ask again (vla-eval's loop)
+    max_steps: int | None = None  # ticks per episode, holds included; null: the robot's episode limit
+    stall_timeout_s: float = 5.0  # no fresh action for this long: the robot holds and the run stops
+    safety: SafetyOptions = field(default_factory=SafetyOptions)
+    record: str | None = None  # a LeRobotDataset v3.0 directory to add every episode to
+    out: str = "runs/deploy"  # report.json, report.md, timing.csv, timing.png
+    cameras: list[str] | None = None  # cameras observed; null: those the policy reads (all when recording)
+    image_size: list[int] | None = None  # (H, W); null: the checkpoint's (128x128 otherwise)
+    camera_map: Any = None  # checkpoint: model camera -> observation camera; null: identity
+    device: str = "cpu"  # checkpoint: where the model runs
+
+    def __post_init__(self):
+        if isinstance(self.safety, dict):  # DeployConfig(safety={...}) from Python
+            self.safety = SafetyOptions(**self.safety)
+        if self.robot not in ROBOTS:
+            raise ValueError(f"robot must be one of {ROBOTS}, got {self.robot!r}")
+        given = [name for name in ("checkpoint", "policy", "server") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of checkpoint=DIR, policy=expert and server=host:port")
+        if self.policy is not None and self.policy != EXPERT:
+            raise ValueError(
+                f"policy must be {EXPERT!r} (a checkpoint comes with checkpoint=DIR), got {self.policy!r}"
+            )
+        if self.server is not None:
+            host_port(self.server)
+        if self.task not in sim.list_tasks():
+            raise ValueError(f"unknown task {self.task!r}; available: {sim.list_tasks()}")
+        episode_seeds(self.split, self.episodes, self.seed)  # inside the split, or an error now
+        self.loop_config(600)  # rate, n_action_steps, stall timeout
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.record is not None and self.safety.dry_run:
+            raise ValueError(
+                "a dry run executes nothing, so it has nothing to record: drop record= or dry_run"
+            )
+        if self.record is not None and not float(self.rate_hz).is_integer():
+            raise ValueError(f"recording needs a whole rate_hz (the dataset's fps), got {self.rate_hz}")
+        if self.instruction is not None and not self.instruction.strip():
+            raise ValueError("instruction must not be empty")
+
+    def loop_config(self, robot_max_steps: int) -> LoopConfig:
+        return LoopConfig(
+            rate_hz=self.rate_hz,
+            n_action_steps=self.n_action_steps,
+            async_inference=self.async_inference,
+            max_steps=self.max_steps or robot_max_steps,
+            stall_timeout_s=self.stall_timeout_s,
+        )
+
+
+ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
+
+
+def host_port(server: str) -> tuple[str, int]:
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"server must be host:port, e.g. localhost:8000, got {server!r}")
+    return host, int(port)
+
+
+def make_policy(config: DeployConfig):
+    if config.policy == EXPERT:
+        from policies.expert_policy import ExpertPolicy
+
+        return ExpertPolicy()
+    if config.server is not None:
+        from policies.serving.client import PolicyClient  # the websocket client, only when asked for
+
+        host, port = host_port(config.server)
+        return PolicyClient(host=host, port=port, api_key=config.api_key)
+    from policies.evaluate import as_policy
+
+    return as_policy(config.checkpoint, config.camera_map, config.device)
+
+
+def make_robot(config: DeployConfig, policy):
+    from policies.runtime.sim_robot import make_sim_robot
+
+    cameras = config.cameras
+    if cameras is None:
+        cameras = list(getattr(policy, "cameras", sim.CAMERAS))
+        if config.record is not None and not cameras:  # the scripted expert reads none; a dataset needs some
+            cameras = list(sim.CAMERAS)
+    image_size = config.image_size or getattr(policy, "image_size", None) or (128, 128)
+    return make_sim_robot(
+        config.task,
+        remote=config.remote,
+        image_size=tuple(image_size),
+        cameras=tuple(cameras),
+        expert=config.policy == EXPERT,
+    )
+
+
+def _recorder(config: DeployConfig, robot):
+    from policies.runtime.recorder import DeploymentRecorder
+
+    image = robot.observe()["images"]
+    size = next(iter(image.values())).shape[:2] if image else (0, 0)
+    return DeploymentRecorder(
+        config.record, fps=config.rate_hz, cameras=robot.cameras, image_size=size, robot_type=robot.robot_type
+    )
+
+
+def _warm_up(policy, robot, instruction: str) -> None:
+    """One answer before the first episode, so a model's first (slow) call is not the robot's first step."""
+    started = time.perf_counter()
+    policy.infer({**robot.observe(), "instruction": instruction})
+    log.info("policy warm-up: %.0f ms", 1000 * (time.perf_counter() - started))
+
+
+def _episode_entry(index: int, seed: int, instruction: str, result) -> dict:
+    summary = result.summary()
+    return {"episode": index, "seed": seed, "instruction": instruction, **summary, "recorded_as": None}
+
+
+def run(config: DeployConfig, estop: EStop | None = None) -> dict:
+    """Deploy: every episode through the loop; the report under ``config.out`` (also when stopped early)."""
+    estop = estop or EStop()
+    seeds = episode_seeds(config.split, config.episodes, config.seed)
+    policy = make_policy(config)
+    robot = make_robot(config, policy)
+    episodes, ticks, stopped, recorder, loop = [], [], None, None, None
+    try:
+        limits = tightened(robot.limits, **config.safety.limits())
+        options = config.safety
+        safety = SafetyLayer(limits, scale=options.scale, dry_run=options.dry_run, enabled=options.enabled)
+        loop = ControlLoop(robot, policy, safety, config.loop_config(robot.max_steps), estop)
+        for index, seed in enumerate(seeds):
+            robot.reset(seed)
+            instruction = config.instruction or robot.instruction
+            if index == 0:
+                recorder = _recorder(config, robot) if config.record else None
+                _warm_up(policy, robot, instruction)
+            result = loop.run_episode(instruction, recorder.frame if recorder else None, index)
+            ticks += result.ticks
+            episodes.append(_episode_entry(index, seed, instruction, result))
+            log.info(
+                "episode %d (seed %d): success %s in %d steps", index, seed, result.success, result.steps
+            )
+            if recorder is not None:
+                extra = _recording_extra(config, seed, result)
+                episodes[-1]["recorded_as"] = recorder.commit(instruction, extra)
+    except (EStopped, PolicyStalled, PolicyFailed) as error:
+        stopped = str(error)
+        robot.stop()  # the loop has stopped it if it was running; between episodes too
+        if loop is not None and loop.current is not None:
+            ticks += loop.current.ticks  # the interrupted episode's ticks, for the timing log
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close()
+        robot_close = getattr(robot, "close", None)
+        if robot_close is not None:
+            robot_close()
+        doc = deploy_report.document(episodes, ticks, _plain(asdict(config)), stopped)
+        deploy_report.write(config.out, doc, ticks, config.rate_hz)
+    return doc
+
+
+def _recording_extra(config: DeployConfig, seed: int, result) -> dict:
+    summary = result.summary()
+    return {
+        "sim_task": config.task,
+        "seed": int(seed),
+        "success": int(bool(result.success)),
+        "holds": int(summary["holds"]),
+        "dropped": int(summary["dropped"]),
+        "interventions": int(sum(summary["interventions"].values())),
+        "mode": "async" if config.async_inference else "sync",
+    }
+
+
+def _plain(value):
+    """The config as JSON-ready values (numpy-free)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+@hydra.main(config_path="pkg://configs", config_name="deploy", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    passive_openmp()
+    config = OmegaConf.to_object(cfg)
+    estop = EStop()
+    with estop.on_signals():
+        try:
+            doc = run(config, estop)
+        except EStopped as error:
+            print(f"{error}: the robot was stopped; partial report in {config.out}", file=sys.stderr)
+            raise SystemExit(error.exit_code) from None
+        except (PolicyStalled, PolicyFailed) as error:
+            print(f"{error}: the robot was stopped; partial report in {config.out}", file=sys.stderr)
+            raise SystemExit(1) from None
+    print(deploy_report.markdown(doc))
+    print(f"wrote {config.out}/report.json, report.md, timing.csv, timing.png")
+
+
+if __name__ == "__main__":
+    main()
