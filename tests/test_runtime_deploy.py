@@ -34,10 +34,16 @@ def outcomes(document: dict) -> list[tuple[bool, int]]:
     return [(e["success"], e["steps"]) for e in document["episodes"]]
 
 
-def test_sync_deployment_over_the_wire_matches_vla_eval_episode_by_episode(tmp_path):
+@pytest.fixture(scope="module")
+def expected() -> list[tuple[bool, int]]:
+    """vla-eval's outcome (success, length) of each episode."""
     evaluated = evaluate("expert", [TASK], EPISODES, env_options={"max_steps": BUDGET}, progress=False)
-    expected = [(e["success"], e["length"]) for e in evaluated["tasks"][TASK]["episode_results"]]
-    assert {success for success, _ in expected} == {True, False}
+    outcome = [(e["success"], e["length"]) for e in evaluated["tasks"][TASK]["episode_results"]]
+    assert {success for success, _ in outcome} == {True, False}
+    return outcome
+
+
+def test_sync_deployment_over_the_wire_matches_vla_eval_episode_by_episode(tmp_path, expected):
     options = dict(policy="expert", task=TASK, episodes=EPISODES, max_steps=BUDGET, rate_hz=200)
     sync = run(DeployConfig(**options, remote=True, async_inference=False, out=str(tmp_path / "sync")))
     assert outcomes(sync) == expected
@@ -53,6 +59,21 @@ def test_sync_deployment_over_the_wire_matches_vla_eval_episode_by_episode(tmp_p
     assert (tmp_path / "sync" / "timing.png").stat().st_size > 10_000
     rows = (tmp_path / "sync" / "timing.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(steps for _, steps in expected)
+
+
+def test_a_policy_served_by_vla_serve_drives_the_remote_robot_like_vla_eval(tmp_path, expected):
+    """The whole stack over two wires: the scripted expert behind vla-serve, the simulator in its own process."""
+    from policies.expert_policy import ExpertPolicy
+    from policies.serving.server import PolicyServer, ServerThread
+
+    with ServerThread(PolicyServer(ExpertPolicy, port=0, kind="expert")) as server:
+        options = dict(task=TASK, episodes=EPISODES, max_steps=BUDGET, rate_hz=200, remote=True)
+        served = run(
+            DeployConfig(
+                server=f"127.0.0.1:{server.port}", **options, async_inference=False, out=str(tmp_path)
+            )
+        )
+    assert outcomes(served) == expected
 
 
 def test_recording_a_deployment_gives_a_valid_dataset_with_its_interventions(tmp_path):

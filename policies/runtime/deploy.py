@@ -168,18 +168,23 @@ def make_policy(config: DeployConfig):
 def make_robot(config: DeployConfig, policy):
     from policies.runtime.sim_robot import make_sim_robot
 
+    # What the policy reads: a served policy says so in the metadata it sent on connecting.
+    reads = getattr(policy, "server_metadata", None) or {}
     cameras = config.cameras
     if cameras is None:
-        cameras = list(getattr(policy, "cameras", sim.CAMERAS))
+        cameras = list(reads.get("cameras", getattr(policy, "cameras", sim.CAMERAS)))
         if config.record is not None and not cameras:  # the scripted expert reads none; a dataset needs some
             cameras = list(sim.CAMERAS)
-    image_size = config.image_size or getattr(policy, "image_size", None) or (128, 128)
+    image_size = (
+        config.image_size or reads.get("image_size") or getattr(policy, "image_size", None) or (128, 128)
+    )
     return make_sim_robot(
         config.task,
         remote=config.remote,
         image_size=tuple(image_size),
         cameras=tuple(cameras),
-        expert=config.policy == EXPERT,
+        # the scripted expert reads the simulator: here, or behind a vla-serve server
+        expert=config.policy == EXPERT or reads.get("policy") == EXPERT,
     )
 
 
