@@ -239,9 +239,10 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
                 episodes[-1]["recorded_as"] = recorder.commit(instruction, extra)
     except (EStopped, PolicyStalled, PolicyFailed) as error:
         stopped = str(error)
-        robot.stop()  # the loop has stopped it if it was running; between episodes too
-        if loop is not None and loop.current is not None:
-            ticks += loop.current.ticks  # the interrupted episode's ticks, for the timing log
+        _stop(robot)  # the loop has stopped it if it was running; between episodes too
+        interrupted = loop.current if loop is not None else None
+        if interrupted is not None and len(episodes) == interrupted.index:  # not yet in the log
+            ticks += interrupted.ticks
         raise
     finally:
         if recorder is not None:
@@ -250,8 +251,16 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         if robot_close is not None:
             robot_close()
         doc = deploy_report.document(episodes, ticks, _plain(asdict(config)), stopped)
-        deploy_report.write(config.out, doc, ticks, config.rate_hz)
+        if episodes or ticks or stopped:  # not for a set-up error (say, a limit looser than the robot's)
+            deploy_report.write(config.out, doc, ticks, config.rate_hz)
     return doc
+
+
+def _stop(robot) -> None:
+    try:
+        robot.stop()
+    except Exception as error:  # a dead driver must not hide why the run stopped; say it loudly instead
+        log.error("robot.stop() failed: %s: %s", type(error).__name__, error)
 
 
 def _recording_extra(config: DeployConfig, seed: int, result) -> dict:
