@@ -228,6 +228,20 @@ def test_a_late_reply_raises_timeout_and_is_never_returned_later():
         assert client.infer(small_obs(2.0))["actions"][0, 0] == 2.0
 
 
+def test_a_client_that_vanishes_mid_request_leaves_the_others_served():
+    with ServerThread(PolicyServer(lambda: SlowPolicy(0.5), port=0)) as running:
+        for _ in range(3):  # each one sends an observation and disappears before the answer
+            vanishing = websockets.sync.client.connect(f"ws://localhost:{running.port}")
+            vanishing.recv()  # the metadata
+            vanishing.send(pack(small_obs(9.0, "slow")))
+            vanishing.socket.close()  # no close handshake: as a crashed process or a pulled cable
+        time.sleep(0.8)  # the server answers into closed connections meanwhile
+        with PolicyClient(port=running.port) as client:
+            assert client.infer(small_obs(3.0))["actions"][0, 0] == 3.0
+        with urllib.request.urlopen(f"http://127.0.0.1:{running.port}/healthz", timeout=1) as response:
+            assert response.status == 200
+
+
 def test_the_event_loop_answers_healthz_and_pings_during_a_slow_inference():
     with ServerThread(PolicyServer(lambda: SlowPolicy(1.5), port=0)) as running:
         busy = PolicyClient(port=running.port)
