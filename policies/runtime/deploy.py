@@ -7,6 +7,8 @@
     vla-deploy checkpoint=runs/tiny safety.scale=0.3 safety.max_translation=0.02   # a slow first run
     vla-deploy checkpoint=runs/tiny safety.dry_run=true                      # compute and log, send nothing
     vla-deploy policy=expert record=data/deployments episodes=5              # record what was executed
+    vla-deploy robot=franka franka.host=172.16.0.2 'franka.cameras={agentview: 0, wrist: 2}' \
+        checkpoint=runs/tiny instruction='pick up the red block' max_steps=300 safety.scale=0.3   # the arm
 
 Writes ``report.json``, ``report.md``, ``timing.csv`` and ``timing.png`` under ``out`` (even when stopped
 early). SIGINT / SIGTERM stop the robot and exit with 128 + the signal's number; a failing or stalled policy
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 import sim
 from policies.runtime import deploy_report
 from policies.runtime.estop import EStop, EStopped
+from policies.runtime.franka import GRIPPER_MODES, INSTALL_HINT, JOINT_LIMITS
 from policies.runtime.loop import ControlLoop, LoopConfig, PolicyStalled
 from policies.runtime.safety import SafetyLayer, tightened
 from policies.runtime.schedule import PolicyFailed
@@ -36,7 +40,7 @@ from policies.seeds import HELDOUT, episode_seeds
 from policies.threads import passive_openmp
 
 log = logging.getLogger(__name__)
-ROBOTS = ("sim",)
+ROBOTS = ("sim", "franka")
 EXPERT = "expert"
 LIMIT_OPTIONS = (
     "max_translation",
@@ -76,8 +80,39 @@ class SafetyOptions:
 
 
 @dataclass
+class FrankaOptions:
+    """robot=franka: a Panda or FR3 with the Franka Hand through franky (policies.runtime.franka)."""
+
+    host: str | None = None  # the robot's FCI address, e.g. 172.16.0.2 (required)
+    model: str = "panda"  # panda | fr3: the joint limits
+    cameras: Any = None  # {policy camera name: OpenCV device index or path}, e.g. {agentview: 0, wrist: 2}
+    dynamics_factor: float = 0.1  # share of the arm's velocity, acceleration and jerk limits, in (0, 1]
+    gripper: str = "binary"  # binary: > 0 grasps, < 0 opens | width: the action sets the opening
+    grasp_force: float = 20.0  # N, gripper=binary
+    tcp_offset: float | None = None  # m from the flange to the TCP along its z; null: the Franka Hand's
+
+    def __post_init__(self):
+        if not isinstance(self.cameras, Mapping | None):
+            raise ValueError(f"franka.cameras must map camera names to devices, got {self.cameras!r}")
+        self.cameras = dict(self.cameras or {})
+        if self.model not in JOINT_LIMITS:
+            raise ValueError(f"franka.model must be one of {sorted(JOINT_LIMITS)}, got {self.model!r}")
+        if self.gripper not in GRIPPER_MODES:
+            raise ValueError(f"franka.gripper must be one of {GRIPPER_MODES}, got {self.gripper!r}")
+        if not 0 < self.dynamics_factor <= 1:
+            raise ValueError(f"franka.dynamics_factor must be in (0, 1], got {self.dynamics_factor}")
+        if not self.grasp_force > 0 or (self.tcp_offset is not None and not self.tcp_offset > 0):
+            raise ValueError("franka.grasp_force and franka.tcp_offset must be > 0")
+        for name, source in self.cameras.items():  # a bool is an int to Python: `wrist=true` is no device 1
+            if not ((isinstance(source, str) and source.strip()) or (type(source) is int and source >= 0)):
+                raise ValueError(
+                    f"franka.cameras.{name} must be an OpenCV device index or path, got {source!r}"
+                )
+
+
+@dataclass
 class DeployConfig:
-    robot: str = "sim"  # sim: a vla-stack task as a robot (policies.runtime.sim_robot)
+    robot: str = "sim"  # sim: a vla-stack task as a robot (policies.runtime.sim_robot) | franka: the arm
     task: str = "PickUp"  # robot=sim: the task
     seed: int | None = None  # robot=sim: episode i uses seed + i; null: the split's first seed
     split: str = HELDOUT.name  # robot=sim: the seeds' split (policies/seeds.py)
@@ -86,24 +121,27 @@ class DeployConfig:
     policy: str | None = None  # "expert" (the scripted experts; robot=sim only), or
     server: str | None = None  # host:port of a vla-serve policy server
     api_key: str | None = None  # server: sent as "Authorization: Api-Key <key>"
-    instruction: str | None = None  # what the policy is told; null: the sim task's own instruction
+    instruction: str | None = None  # what the policy is told; null: the sim task's (robot=franka: required)
     episodes: int = 1
     rate_hz: float = 10.0  # control rate
     n_action_steps: int = 5  # sync: actions played per chunk; async: ticks between requests
     async_inference: bool = True  # false: ask, play n_action_steps, ask again (vla-eval's loop)
-    max_steps: int | None = None  # ticks per episode, holds included; null: the robot's episode limit
+    max_steps: int | None = None  # ticks per episode, holds included; null: the sim's (franka: required)
     stall_timeout_s: float = 5.0  # no fresh action for this long: the robot holds and the run stops
     safety: SafetyOptions = field(default_factory=SafetyOptions)
+    franka: FrankaOptions = field(default_factory=FrankaOptions)
     record: str | None = None  # a LeRobotDataset v3.0 directory to add every episode to
     out: str = "runs/deploy"  # report.json, report.md, timing.csv, timing.png
-    cameras: list[str] | None = None  # cameras observed; null: those the policy reads (all when recording)
-    image_size: list[int] | None = None  # (H, W); null: the checkpoint's (128x128 otherwise)
+    cameras: list[str] | None = None  # robot=sim: cameras observed; null: those the policy reads
+    image_size: list[int] | None = None  # (H, W) of the frames; null: the checkpoint's (128x128 otherwise)
     camera_map: Any = None  # checkpoint: model camera -> observation camera; null: identity
     device: str = "cpu"  # checkpoint: where the model runs
 
     def __post_init__(self):
         if isinstance(self.safety, dict):  # DeployConfig(safety={...}) from Python
             self.safety = SafetyOptions(**self.safety)
+        if isinstance(self.franka, dict):
+            self.franka = FrankaOptions(**self.franka)
         if self.robot not in ROBOTS:
             raise ValueError(f"robot must be one of {ROBOTS}, got {self.robot!r}")
         given = [name for name in ("checkpoint", "policy", "server") if getattr(self, name) is not None]
@@ -115,9 +153,13 @@ class DeployConfig:
             )
         if self.server is not None:
             host_port(self.server)
-        if self.task not in sim.list_tasks():
+        if self.robot == "franka":
+            self._check_franka()
+        elif self.franka.host is not None:
+            raise ValueError("franka.host is set but robot=sim: add robot=franka to run on the arm")
+        elif self.task not in sim.list_tasks():
             raise ValueError(f"unknown task {self.task!r}; available: {sim.list_tasks()}")
-        episode_seeds(self.split, self.episodes, self.seed)  # inside the split, or an error now
+        self.seeds()  # inside the split, or an error now
         self.loop_config(600)  # rate, n_action_steps, stall timeout
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
@@ -129,6 +171,38 @@ class DeployConfig:
             raise ValueError(f"recording needs a whole rate_hz (the dataset's fps), got {self.rate_hz}")
         if self.instruction is not None and not self.instruction.strip():
             raise ValueError("instruction must not be empty")
+
+    def _check_franka(self) -> None:
+        """What robot=franka needs that the simulator would have supplied, and what means nothing there."""
+        if not self.franka.host:
+            raise ValueError("robot=franka needs franka.host=<the robot's IP address>, e.g. 172.16.0.2")
+        if self.policy == EXPERT:
+            raise ValueError(
+                "policy=expert reads the simulator's state, so it runs on robot=sim only: give checkpoint=DIR "
+                "or server=host:port"
+            )
+        if self.instruction is None:
+            raise ValueError('robot=franka needs instruction="...": a real robot has no task instruction')
+        if self.max_steps is None:
+            raise ValueError(
+                "robot=franka needs max_steps=N, the ticks per episode (a real robot has no episode limit; "
+                "300 ticks are 30 s at 10 Hz)"
+            )
+        sim_only = {"seed": self.seed is not None, "remote": self.remote, "cameras": self.cameras is not None}
+        given = [name for name, is_set in sim_only.items() if is_set]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} only mean something for robot=sim; robot=franka's cameras are "
+                "franka.cameras={name: device, ...}"
+            )
+
+    def seeds(self) -> list[int | None]:
+        """Each episode's seed; a real robot's scene has none (its episodes are numbered, not seeded)."""
+        if self.robot == "sim":
+            return episode_seeds(self.split, self.episodes, self.seed)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        return [None] * self.episodes
 
     def loop_config(self, robot_max_steps: int) -> LoopConfig:
         return LoopConfig(
@@ -170,22 +244,73 @@ def make_robot(config: DeployConfig, policy):
 
     # What the policy reads: a served policy says so in the metadata it sent on connecting.
     reads = getattr(policy, "server_metadata", None) or {}
+    image_size = tuple(
+        config.image_size or reads.get("image_size") or getattr(policy, "image_size", None) or (128, 128)
+    )
+    expert = config.policy == EXPERT or reads.get("policy") == EXPERT
+    if config.robot == "franka":
+        if expert:
+            raise ValueError("the served policy is the scripted expert, which needs the simulator: robot=sim")
+        return _make_franka(config, tuple(reads.get("cameras", getattr(policy, "cameras", ()))), image_size)
     cameras = config.cameras
     if cameras is None:
         cameras = list(reads.get("cameras", getattr(policy, "cameras", sim.CAMERAS)))
         if config.record is not None and not cameras:  # the scripted expert reads none; a dataset needs some
             cameras = list(sim.CAMERAS)
-    image_size = (
-        config.image_size or reads.get("image_size") or getattr(policy, "image_size", None) or (128, 128)
-    )
+    # the scripted expert reads the simulator: here, or behind a vla-serve server
     return make_sim_robot(
-        config.task,
-        remote=config.remote,
-        image_size=tuple(image_size),
-        cameras=tuple(cameras),
-        # the scripted expert reads the simulator: here, or behind a vla-serve server
-        expert=config.policy == EXPERT or reads.get("policy") == EXPERT,
+        config.task, remote=config.remote, image_size=image_size, cameras=tuple(cameras), expert=expert
     )
+
+
+def _make_franka(config: DeployConfig, reads: tuple[str, ...], image_size: tuple[int, int]):
+    """FrankaRobot with ``franka.cameras`` opened through OpenCV at ``image_size``; ``reads``: the policy's
+    cameras, each of which must be given. A safety dry run keeps the arm still, homing included."""
+    from policies.runtime.camera import OpenCVCamera
+    from policies.runtime.franka import FrankaRobot, hand_tcp_in_flange
+
+    options = config.franka
+    missing = [name for name in reads if name not in options.cameras]
+    if missing:
+        raise ValueError(
+            f"the policy reads cameras {list(reads)} and franka.cameras gives none for {missing}: add them, "
+            f"e.g. franka.cameras={{{missing[0]}: 0}} (an OpenCV device index or path)"
+        )
+    cameras = {}
+    try:
+        for name, source in options.cameras.items():
+            cameras[name] = OpenCVCamera(source, size=image_size)
+        tcp = None if options.tcp_offset is None else hand_tcp_in_flange(options.tcp_offset)
+        return FrankaRobot(
+            options.host,
+            cameras,
+            model=options.model,
+            dynamics_factor=options.dynamics_factor,
+            tcp_in_flange=tcp,
+            gripper_mode=options.gripper,
+            grasp_force=options.grasp_force,
+            dry_run=config.safety.dry_run,
+        )
+    except BaseException:
+        _close_cameras(cameras)  # a device left open stays busy for the next try
+        raise
+
+
+def _check_franky() -> None:
+    """franky's install command before a policy is loaded or a camera opened, not after."""
+    try:
+        import franky  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"robot=franka needs franky (libfranka's Python bindings): {INSTALL_HINT}") from err
+
+
+def _close_cameras(cameras) -> None:
+    """Release the devices of ``{name: camera}`` (a simulated robot's ``cameras`` are names: nothing to do)."""
+    if isinstance(cameras, dict):
+        for camera in cameras.values():
+            close = getattr(camera, "close", None)
+            if close is not None:
+                close()
 
 
 def _recorder(config: DeployConfig, robot):
@@ -193,8 +318,9 @@ def _recorder(config: DeployConfig, robot):
 
     image = robot.observe()["images"]
     size = next(iter(image.values())).shape[:2] if image else (0, 0)
+    robot_type = getattr(robot, "robot_type", f"franka_{config.franka.model}")
     return DeploymentRecorder(
-        config.record, fps=config.rate_hz, cameras=robot.cameras, image_size=size, robot_type=robot.robot_type
+        config.record, fps=config.rate_hz, cameras=robot.cameras, image_size=size, robot_type=robot_type
     )
 
 
@@ -205,7 +331,16 @@ def _warm_up(policy, robot, instruction: str) -> None:
     log.info("policy warm-up: %.0f ms", 1000 * (time.perf_counter() - started))
 
 
-def _episode_entry(index: int, seed: int, instruction: str, result) -> dict:
+def _begin_episode(config: DeployConfig, robot, seed: int | None) -> str:
+    """Put the robot at an episode's start; return the instruction the policy is given."""
+    if config.robot == "sim":
+        robot.reset(seed)  # the seed fixes the scene, as in vla-eval
+        return config.instruction or robot.instruction
+    robot.home()  # the start posture; the scene is the operator's to reset
+    return config.instruction
+
+
+def _episode_entry(index: int, seed: int | None, instruction: str, result) -> dict:
     summary = result.summary()
     return {"episode": index, "seed": seed, "instruction": instruction, **summary, "recorded_as": None}
 
@@ -213,7 +348,9 @@ def _episode_entry(index: int, seed: int, instruction: str, result) -> dict:
 def run(config: DeployConfig, estop: EStop | None = None) -> dict:
     """Deploy: every episode through the loop; the report under ``config.out`` (also when stopped early)."""
     estop = estop or EStop()
-    seeds = episode_seeds(config.split, config.episodes, config.seed)
+    seeds = config.seeds()
+    if config.robot == "franka":
+        _check_franky()
     policy = make_policy(config)
     robot = make_robot(config, policy)
     episodes, ticks, stopped, recorder, loop = [], [], None, None, None
@@ -221,19 +358,18 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         limits = tightened(robot.limits, **config.safety.limits())
         options = config.safety
         safety = SafetyLayer(limits, scale=options.scale, dry_run=options.dry_run, enabled=options.enabled)
-        loop = ControlLoop(robot, policy, safety, config.loop_config(robot.max_steps), estop)
+        loop_config = config.loop_config(getattr(robot, "max_steps", None))
+        loop = ControlLoop(robot, policy, safety, loop_config, estop)
         for index, seed in enumerate(seeds):
-            robot.reset(seed)
-            instruction = config.instruction or robot.instruction
+            instruction = _begin_episode(config, robot, seed)
             if index == 0:
                 recorder = _recorder(config, robot) if config.record else None
                 _warm_up(policy, robot, instruction)
             result = loop.run_episode(instruction, recorder.frame if recorder else None, index)
             ticks += result.ticks
             episodes.append(_episode_entry(index, seed, instruction, result))
-            log.info(
-                "episode %d (seed %d): success %s in %d steps", index, seed, result.success, result.steps
-            )
+            verdict = "not judged" if result.success is None else f"success {result.success}"
+            log.info("episode %d (seed %s): %s in %d steps", index, seed, verdict, result.steps)
             if recorder is not None:
                 extra = _recording_extra(config, seed, result)
                 episodes[-1]["recorded_as"] = recorder.commit(instruction, extra)
@@ -250,6 +386,7 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         robot_close = getattr(robot, "close", None)
         if robot_close is not None:
             robot_close()
+        _close_cameras(getattr(robot, "cameras", None))
         doc = deploy_report.document(episodes, ticks, _plain(asdict(config)), stopped)
         if episodes or ticks or stopped:  # not for a set-up error (say, a limit looser than the robot's)
             deploy_report.write(config.out, doc, ticks, config.rate_hz)
@@ -263,12 +400,13 @@ def _stop(robot) -> None:
         log.error("robot.stop() failed: %s: %s", type(error).__name__, error)
 
 
-def _recording_extra(config: DeployConfig, seed: int, result) -> dict:
+def _recording_extra(config: DeployConfig, seed: int | None, result) -> dict:
     summary = result.summary()
+    judged = {}  # a real robot's episode has no task, seed or verdict: only what the runtime measured
+    if config.robot == "sim":
+        judged = {"sim_task": config.task, "seed": int(seed), "success": int(bool(result.success))}
     return {
-        "sim_task": config.task,
-        "seed": int(seed),
-        "success": int(bool(result.success)),
+        **judged,
         "holds": int(summary["holds"]),
         "dropped": int(summary["dropped"]),
         "interventions": int(sum(summary["interventions"].values())),

@@ -1,6 +1,10 @@
 """``vla-deploy``'s report: ``report.json`` (every episode, intervention counts, timing), ``report.md``,
 ``timing.csv`` (every tick) and ``timing.png`` under the run's ``out`` directory.
 
+A robot without a success predicate (a real arm) leaves its episodes not judged: their ``success`` is null,
+and so are ``success_rate``, ``successes`` and ``ci95`` when no episode was judged; lengths, holds and interventions are
+reported all the same.
+
 ``report.json``::
 
     {
@@ -34,7 +38,7 @@ def document(episodes: list[dict], ticks: list, config: dict, stopped: str | Non
     return {
         "episodes": episodes,
         "success_rate": successes / len(judged) if judged else None,
-        "successes": successes,
+        "successes": successes if judged else None,
         "judged": len(judged),
         "ci95": list(wilson_interval(successes, len(judged))) if judged else None,
         "interventions": dict(interventions),
@@ -48,12 +52,24 @@ def _ms(stats: dict | None, key: str = "p95") -> str:
     return "-" if stats is None else f"{stats[key]:.1f}"
 
 
+def _robot(config: dict) -> str:
+    """The robot as the report's header names it: the task for a simulated one, model and host for the arm."""
+    if config["robot"] != "franka":
+        return f"robot {config['robot']} ({config.get('task')})"
+    franka = config.get("franka") or {}
+    return f"robot franka ({franka.get('model')} at {franka.get('host')})"
+
+
+def _cell(value, missing: str = "-") -> str:
+    return missing if value is None else str(value)
+
+
 def markdown(doc: dict) -> str:
     config = doc["config"]
     mode = "async" if config["async_inference"] else "sync"
     lines = [
         "# Deployment report\n",
-        f"robot {config['robot']} ({config.get('task')}), {config['rate_hz']:g} Hz, {mode} inference, "
+        f"{_robot(config)}, {config['rate_hz']:g} Hz, {mode} inference, "
         f"n_action_steps {config['n_action_steps']}, safety scale {config['safety']['scale']:g}"
         + (", DRY RUN" if config["safety"]["dry_run"] else ""),
         "",
@@ -61,6 +77,10 @@ def markdown(doc: dict) -> str:
     if doc["success_rate"] is not None:
         rate = rate_with_interval(doc["success_rate"], doc["ci95"])
         lines.append(f"**success {rate}** ({doc['successes']}/{doc['judged']} episodes)\n")
+    elif doc["episodes"]:
+        lines.append(
+            "**success not judged**: this robot has no success predicate; judge the episodes yourself\n"
+        )
     if doc["stopped"]:
         lines.append(f"**stopped early: {doc['stopped']}**\n")
     lines += [
@@ -70,7 +90,8 @@ def markdown(doc: dict) -> str:
     for e in doc["episodes"]:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(e["interventions"].items())) or "-"
         lines.append(
-            f"| {e['episode']} | {e['seed']} | {e['success']} | {e['steps']} | {e['ticks']} | {e['holds']} "
+            f"| {e['episode']} | {_cell(e['seed'])} | {_cell(e['success'], 'not judged')} | {e['steps']} "
+            f"| {e['ticks']} | {e['holds']} "
             f"| {e['dropped']} | {reasons} | {_ms(e['jitter_ms'])} | {_ms(e['latency_ms'])} |"
         )
     totals = ", ".join(f"{k}: {v}" for k, v in sorted(doc["interventions"].items())) or "none"
