@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import sim
 from policies.runtime import deploy_report
+from policies.runtime.deploy_franka import FrankaOptions, check_franky, close_cameras, make_franka
 from policies.runtime.estop import EStop, EStopped
-from policies.runtime.franka import GRIPPER_MODES, INSTALL_HINT, JOINT_LIMITS
 from policies.runtime.loop import ControlLoop, LoopConfig, PolicyStalled
 from policies.runtime.safety import SafetyLayer, tightened
 from policies.runtime.schedule import PolicyFailed
@@ -77,37 +76,6 @@ class SafetyOptions:
 
     def limits(self) -> dict:
         return {name: getattr(self, name) for name in LIMIT_OPTIONS}
-
-
-@dataclass
-class FrankaOptions:
-    """robot=franka: a Panda or FR3 with the Franka Hand through franky (policies.runtime.franka)."""
-
-    host: str | None = None  # the robot's FCI address, e.g. 172.16.0.2 (required)
-    model: str = "panda"  # panda | fr3: the joint limits
-    cameras: Any = None  # {policy camera name: OpenCV device index or path}, e.g. {agentview: 0, wrist: 2}
-    dynamics_factor: float = 0.1  # share of the arm's velocity, acceleration and jerk limits, in (0, 1]
-    gripper: str = "binary"  # binary: > 0 grasps, < 0 opens | width: the action sets the opening
-    grasp_force: float = 20.0  # N, gripper=binary
-    tcp_offset: float | None = None  # m from the flange to the TCP along its z; null: the Franka Hand's
-
-    def __post_init__(self):
-        if not isinstance(self.cameras, Mapping | None):
-            raise ValueError(f"franka.cameras must map camera names to devices, got {self.cameras!r}")
-        self.cameras = dict(self.cameras or {})
-        if self.model not in JOINT_LIMITS:
-            raise ValueError(f"franka.model must be one of {sorted(JOINT_LIMITS)}, got {self.model!r}")
-        if self.gripper not in GRIPPER_MODES:
-            raise ValueError(f"franka.gripper must be one of {GRIPPER_MODES}, got {self.gripper!r}")
-        if not 0 < self.dynamics_factor <= 1:
-            raise ValueError(f"franka.dynamics_factor must be in (0, 1], got {self.dynamics_factor}")
-        if not self.grasp_force > 0 or (self.tcp_offset is not None and not self.tcp_offset > 0):
-            raise ValueError("franka.grasp_force and franka.tcp_offset must be > 0")
-        for name, source in self.cameras.items():  # a bool is an int to Python: `wrist=true` is no device 1
-            if not ((isinstance(source, str) and source.strip()) or (type(source) is int and source >= 0)):
-                raise ValueError(
-                    f"franka.cameras.{name} must be an OpenCV device index or path, got {source!r}"
-                )
 
 
 @dataclass
@@ -251,7 +219,8 @@ def make_robot(config: DeployConfig, policy):
     if config.robot == "franka":
         if expert:
             raise ValueError("the served policy is the scripted expert, which needs the simulator: robot=sim")
-        return _make_franka(config, tuple(reads.get("cameras", getattr(policy, "cameras", ()))), image_size)
+        reads_cameras = tuple(reads.get("cameras", getattr(policy, "cameras", ())))
+        return make_franka(config.franka, config.safety.dry_run, reads_cameras, image_size)
     cameras = config.cameras
     if cameras is None:
         cameras = list(reads.get("cameras", getattr(policy, "cameras", sim.CAMERAS)))
@@ -261,56 +230,6 @@ def make_robot(config: DeployConfig, policy):
     return make_sim_robot(
         config.task, remote=config.remote, image_size=image_size, cameras=tuple(cameras), expert=expert
     )
-
-
-def _make_franka(config: DeployConfig, reads: tuple[str, ...], image_size: tuple[int, int]):
-    """FrankaRobot with ``franka.cameras`` opened through OpenCV at ``image_size``; ``reads``: the policy's
-    cameras, each of which must be given. A safety dry run keeps the arm still, homing included."""
-    from policies.runtime.camera import OpenCVCamera
-    from policies.runtime.franka import FrankaRobot, hand_tcp_in_flange
-
-    options = config.franka
-    missing = [name for name in reads if name not in options.cameras]
-    if missing:
-        raise ValueError(
-            f"the policy reads cameras {list(reads)} and franka.cameras gives none for {missing}: add them, "
-            f"e.g. franka.cameras={{{missing[0]}: 0}} (an OpenCV device index or path)"
-        )
-    cameras = {}
-    try:
-        for name, source in options.cameras.items():
-            cameras[name] = OpenCVCamera(source, size=image_size)
-        tcp = None if options.tcp_offset is None else hand_tcp_in_flange(options.tcp_offset)
-        return FrankaRobot(
-            options.host,
-            cameras,
-            model=options.model,
-            dynamics_factor=options.dynamics_factor,
-            tcp_in_flange=tcp,
-            gripper_mode=options.gripper,
-            grasp_force=options.grasp_force,
-            dry_run=config.safety.dry_run,
-        )
-    except BaseException:
-        _close_cameras(cameras)  # a device left open stays busy for the next try
-        raise
-
-
-def _check_franky() -> None:
-    """franky's install command before a policy is loaded or a camera opened, not after."""
-    try:
-        import franky  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"robot=franka needs franky (libfranka's Python bindings): {INSTALL_HINT}") from err
-
-
-def _close_cameras(cameras) -> None:
-    """Release the devices of ``{name: camera}`` (a simulated robot's ``cameras`` are names: nothing to do)."""
-    if isinstance(cameras, dict):
-        for camera in cameras.values():
-            close = getattr(camera, "close", None)
-            if close is not None:
-                close()
 
 
 def _recorder(config: DeployConfig, robot):
@@ -350,7 +269,7 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
     estop = estop or EStop()
     seeds = config.seeds()
     if config.robot == "franka":
-        _check_franky()
+        check_franky()
     policy = make_policy(config)
     robot = make_robot(config, policy)
     episodes, ticks, stopped, recorder, loop = [], [], None, None, None
@@ -386,7 +305,7 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         robot_close = getattr(robot, "close", None)
         if robot_close is not None:
             robot_close()
-        _close_cameras(getattr(robot, "cameras", None))
+        close_cameras(getattr(robot, "cameras", None))
         doc = deploy_report.document(episodes, ticks, _plain(asdict(config)), stopped)
         if episodes or ticks or stopped:  # not for a set-up error (say, a limit looser than the robot's)
             deploy_report.write(config.out, doc, ticks, config.rate_hz)
