@@ -1,4 +1,5 @@
-"""Training curves as a PNG, read from a run's TensorBoard logs (for reports people look at, not parse)."""
+"""Figures for reports people look at, not parse: training curves from a run's TensorBoard logs, and
+``save_figure`` for every PNG the stack writes."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a headless machine
 import matplotlib.pyplot as plt
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def read_scalars(log_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """{tag: (steps, values)} of every scalar under ``log_dir`` (all event files, in step order)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # only when read
+
     scalars: dict[str, dict[int, float]] = {}
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
@@ -40,6 +42,11 @@ def plot_training_curves(log_dir: str | Path, path: str | Path, tags: list[str] 
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(chosen) :]:
         axis.set_visible(False)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` as a PNG (folders made) and free it."""
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

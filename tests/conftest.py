@@ -173,3 +173,16 @@ def decode_episode(meta, episode: dict, key: str) -> np.ndarray:
         episode[f"videos/{key}/from_timestamp"] + np.arange(episode["length"], dtype=np.float32) / meta.fps
     )
     return decode_frames(meta.video_file(key, chunk, file), times)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one CPU thread for a test module (use with ``pytest.mark.usefixtures``). The models in tests
+    are tiny: a second thread gains nothing, and under load from other processes on a 2-core machine torch's
+    spinning threads make every forward pass up to 50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,14 +27,7 @@ TASK = "PressButton"
 D = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # The models here are tiny: a second thread gains nothing, and under load from other processes on a
-    # 2-core machine torch's spinning threads make every forward pass up to 50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- chunk execution ----------------------------------------------------------------------------------------

@@ -30,18 +30,10 @@ from vla.model.vla import VLA
 
 KEY = "k" * 24
 # openpi-client 0.1.2 opens its connection outside a with-block, which websockets 17 warns about
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:connect.. must be used as a context manager:DeprecationWarning"
-)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # tiny models: a second thread gains nothing, and spinning threads stall a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:connect.. must be used as a context manager:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -85,10 +85,9 @@ def write_csv(records: Sequence[TickRecord], path: str | Path) -> Path:
 
 def plot(records: Sequence[TickRecord], path: str | Path, rate_hz: float) -> Path:
     """Three panels over all ticks: jitter, inference latency, and cumulative holds / drops / interventions."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a robot's computer either
-    import matplotlib.pyplot as plt
+    # Here, not at the top: a loop that only logs never pays for matplotlib. policies.plots selects the
+    # file-only backend before pyplot loads (no display on a robot's computer either).
+    from policies.plots import plt, save_figure
 
     period_ms = 1000.0 / rate_hz
     x = np.arange(len(records))
@@ -117,9 +116,4 @@ def plot(records: Sequence[TickRecord], path: str | Path, rate_hz: float) -> Pat
     for axis in axes:
         axis.grid(alpha=0.3)
     figure.suptitle(f"control loop at {rate_hz:g} Hz: {len(records)} ticks", fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
