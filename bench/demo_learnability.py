@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import sim
-from policies.report import rate_with_interval
+from policies.reports.results import rate_with_interval
 from policies.rollout import run_episode
 from policies.seeds import TUNE, wilson_interval
 from sim.contract import OBS_STATE

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.evaluate import evaluate
+from policies.evaluation.evaluate import evaluate
 
 
 class TimedPolicy:

@@ -1,10 +1,10 @@
 """The scripted experts as a ``Policy``, so that ``vla-eval policy=expert`` runs the evaluator's code path.
 
 An expert plans from privileged simulator state, and the simulator lives in the environment's process
-(a vectorized environment's worker). So the expert itself runs there: ``policies.eval_env.EvalEnv`` steps it
-once per control step and adds its action to the observation under ``EXPERT_ACTIONS``; this policy only
-reads it back. The expert's noise is seeded by the episode seed, as in ``vla-sim-report`` and ``vla-record``,
-so an episode is the same in all three.
+(a vectorized environment's worker). So the expert itself runs there: ``policies.evaluation.envs.EvalEnv``
+steps it once per control step and adds its action to the observation under ``EXPERT_ACTIONS``; this policy
+only reads it back. The expert's noise is seeded by the episode seed, as in ``vla-sim-report`` and
+``vla-record``, so an episode is the same in all three.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ExpertPolicy:
         if EXPERT_ACTIONS not in obs:
             raise ValueError(
                 f"the observation has no '{EXPERT_ACTIONS}': the scripted expert runs inside the environment; "
-                "build it with policies.eval_env.make_eval_env(..., expert_noise=...)"
+                "build it with policies.evaluation.envs.make_eval_env(..., expert_noise=...)"
             )
         return {ACTIONS: np.asarray(obs[EXPERT_ACTIONS], dtype=np.float32)}
 
@@ -46,5 +46,6 @@ class ExpertPolicy:
         if EXPERT_ACTIONS not in space.spaces:
             raise ValueError(
                 "the environment does not run the scripted expert (its observations lack "
-                f"'{EXPERT_ACTIONS}'); build it with policies.eval_env.make_eval_env(..., expert_noise=...)"
+                f"'{EXPERT_ACTIONS}'); build it with "
+                "policies.evaluation.envs.make_eval_env(..., expert_noise=...)"
             )

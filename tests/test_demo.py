@@ -7,7 +7,7 @@ import json
 import pytest
 
 import sim
-from policies.demo import DemoConfig, run_demo
+from policies.apps.demo import DemoConfig, run_demo
 from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
 
 

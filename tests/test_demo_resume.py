@@ -20,19 +20,19 @@ def demo_config(out, *more):
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    import policies.demo  # noqa: F401  (registers the preset's schema)
+    import policies.apps.demo  # noqa: F401  (registers the preset's schema)
 
     with initialize_config_module("configs", version_base="1.3"):
         return OmegaConf.to_object(compose("demo", overrides=[*OVERRIDES, f"out={out}", *more]))
 
 
 def test_a_killed_demo_train_stage_resumes_from_its_last_checkpoint(make_dataset, tmp_path):
-    from policies.demo import _train_config
+    from policies.apps.demo import _train_config
 
     out = tmp_path / "demo"
     make_dataset(root=out / "data", episodes=4, lengths=[8, 8, 8, 8])
     log = (tmp_path / "demo.log").open("w")
-    command = [sys.executable, "-m", "policies.demo", *OVERRIDES, f"out={out}"]
+    command = [sys.executable, "-m", "policies.apps.demo", *OVERRIDES, f"out={out}"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
@@ -54,7 +54,7 @@ def test_a_killed_demo_train_stage_resumes_from_its_last_checkpoint(make_dataset
 
 
 def test_the_demo_passes_its_checkpoint_settings_to_training(tmp_path):
-    from policies.demo import DemoConfig, _train_config
+    from policies.apps.demo import DemoConfig, _train_config
 
     config = demo_config(tmp_path, "resume=force", "save_every=0")
     train_config = _train_config(config, tmp_path / "data")

@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 
 import sim
 from policies.chunking import RecedingHorizon, TemporalEnsemble, make_executor
-from policies.evaluate import evaluate
+from policies.evaluation.evaluate import evaluate
+from policies.reports.video import read_mp4
 from policies.rollout import run_episode
 from policies.seeds import HELDOUT
-from policies.video import read_mp4
 from policies.vla_policy import VLAPolicy
 from vla.model.config import LLMConfig, ModelConfig, VisionConfig
 from vla.model.vla import VLA
@@ -266,7 +266,7 @@ def test_vla_evaluation_with_temporal_ensembling_repeats_exactly(checkpoint):
 
 # -- the vla-eval app -----------------------------------------------------------------------------------------
 def _config(*overrides):
-    import policies.evaluate  # noqa: F401  (registers the config schema)
+    import policies.evaluation.evaluate  # noqa: F401  (registers the config schema)
 
     with initialize_config_module(config_module="configs", version_base="1.3"):
         return compose("eval", overrides=list(overrides))
@@ -287,7 +287,7 @@ def test_vla_eval_app_writes_the_report(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "policies.evaluate",
+        "policies.evaluation.evaluate",
         "policy=expert",
         f"task=[{TASK}]",
         "episodes_per_task=2",

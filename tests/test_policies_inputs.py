@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sim
-from policies.evaluate import env_config
+from policies.evaluation.evaluate import env_config
 from policies.vla_policy import VLAPolicy
 from vla.data.dataset import VLADataset
 from vla.data.meta import load_meta

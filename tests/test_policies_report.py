@@ -14,9 +14,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 import sim
-from policies import video
+from policies.reports import video
+from policies.reports.video import caption, read_mp4, write_mp4
 from policies.rollout import run_episode
-from policies.video import caption, read_mp4, write_mp4
 
 # On smooth images the mean absolute error is about 1 grey level (H.264 at CRF 23 and the MPEG-4 fallback); 4 leaves room for
 # encoder versions without letting a colour-channel swap or a flipped frame (errors of 50+) through.
@@ -97,7 +97,14 @@ def test_wrong_action_shape_is_named(env):
 
 
 def test_app_end_to_end(tmp_path):
-    command = [sys.executable, "-m", "policies.sim_report", "tasks=[PickUp]", "episodes=2", f"out={tmp_path}"]
+    command = [
+        sys.executable,
+        "-m",
+        "policies.evaluation.experts",
+        "tasks=[PickUp]",
+        "episodes=2",
+        f"out={tmp_path}",
+    ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| PickUp | 100% [34%-100%] (2/2) |" in done.stdout
@@ -117,7 +124,7 @@ def test_app_end_to_end(tmp_path):
 
 
 def _config(*overrides):
-    import policies.sim_report  # noqa: F401  (registers the config schema)
+    import policies.evaluation.experts  # noqa: F401  (registers the config schema)
 
     with initialize_config_module(config_module="configs", version_base="1.3"):
         return compose("sim_report", overrides=list(overrides))

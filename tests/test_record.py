@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.record import RecordConfig, record
+from policies.recording.app import RecordConfig, record
 from vla.data.checks import validate
 from vla.data.layout import DatasetError
 from vla.data.lock import DatasetLocked
@@ -179,7 +179,7 @@ def test_recording_seeds_stay_out_of_the_evaluation_splits():
 def test_killed_mid_recording_leaves_a_loadable_dataset_and_resumes(tmp_path):
     out = tmp_path / "demos"
     command = [
-        sys.executable, "-m", "policies.record", "task=PlaceInBin", "episodes_per_task=8",
+        sys.executable, "-m", "policies.recording.app", "task=PlaceInBin", "episodes_per_task=8",
         f"out={out}", "image_size=[32,32]",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)

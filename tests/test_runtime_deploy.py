@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from policies.evaluate import evaluate
+from policies.evaluation.evaluate import evaluate
 from policies.runtime.deploy import DeployConfig, run
 from policies.runtime.recorder import SIDECAR
 from policies.runtime.sim_robot import RemoteSimRobot, SimRobot

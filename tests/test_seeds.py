@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from policies.report import markdown_table, results_document
+from policies.reports.results import markdown_table, results_document
 from policies.seeds import HELDOUT, RECORDING, TUNE, episode_seeds, wilson_interval
 
 

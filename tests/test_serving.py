@@ -19,7 +19,7 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosed
 
 import sim
-from policies.eval_env import make_eval_env
+from policies.evaluation.envs import make_eval_env
 from policies.expert_policy import EXPERT_ACTIONS, ExpertPolicy
 from policies.serving.client import PolicyClient, ServerError
 from policies.serving.server import PolicyServer, ServerThread

@@ -128,7 +128,7 @@ def test_sampler_slices_and_resumes():
 @pytest.mark.parametrize("override", ["bogus=1", "model.llm.bogus=1", "model=nonexistent"])
 def test_unknown_config_key_is_a_hydra_error(tmp_path, override):
     run = subprocess.run(
-        [sys.executable, "-m", "policies.train_app", f"dataset={tmp_path}", f"out={tmp_path}/run", override],
+        [sys.executable, "-m", "policies.apps.train", f"dataset={tmp_path}", f"out={tmp_path}/run", override],
         capture_output=True,
         text=True,
         timeout=120,
@@ -244,7 +244,7 @@ def test_vla_train_trains_the_tiny_vla(make_dataset, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "policies.train_app",
+        "policies.apps.train",
         f"dataset={dataset}",
         f"out={tmp_path / 'run'}",
         *TINY_CLI,

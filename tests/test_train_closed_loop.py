@@ -8,8 +8,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from toy_vla import ToyVLA, make_config
 
-from policies.record import RecordConfig, record
-from policies.train_app import ClosedLoopConfig, TrainAppConfig, train_with_eval
+from policies.apps.train import ClosedLoopConfig, TrainAppConfig, train_with_eval
+from policies.recording.app import RecordConfig, record
 from vla.model.config import LLMConfig, ModelConfig, VisionConfig
 from vla.train.loop import train
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from policies.record import RecordConfig, record
+from policies.recording.app import RecordConfig, record
 from vla.data.lock import DatasetLocked
 
 EVALUATE_FOREVER = """
-from policies.evaluate import evaluate
+from policies.evaluation.evaluate import evaluate
 evaluate("expert", ["PressButton"], 500, num_envs=2, env_options={"image_size": (32, 32)}, progress=False)
 """
 
@@ -68,7 +68,7 @@ def test_sigkilled_recorder_takes_its_workers_and_resource_tracker_with_it(tmp_p
     out = tmp_path / "demos"
     app = _start(
         [
-            sys.executable, "-m", "policies.record", "task=PressButton", "episodes_per_task=200",
+            sys.executable, "-m", "policies.recording.app", "task=PressButton", "episodes_per_task=200",
             f"out={out}", "image_size=[32,32]", "cameras=[agentview]", "workers=2",
         ]
     )  # fmt: skip

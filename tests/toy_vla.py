@@ -109,7 +109,7 @@ def demo_model(*overrides: str) -> ModelConfig:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    import policies.demo  # noqa: F401  (registers the preset's schema)
+    import policies.apps.demo  # noqa: F401  (registers the preset's schema)
 
     with initialize_config_module("configs", version_base="1.3"):
         demo = compose("demo", overrides=[*SMALL, *overrides])

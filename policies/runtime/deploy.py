@@ -202,7 +202,7 @@ def make_policy(config: DeployConfig):
 
         host, port = host_port(config.server)
         return PolicyClient(host=host, port=port, api_key=config.api_key)
-    from policies.evaluate import as_policy
+    from policies.evaluation.evaluate import as_policy
 
     return as_policy(config.checkpoint, config.camera_map, config.device)
 

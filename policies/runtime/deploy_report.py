@@ -24,7 +24,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from policies.report import rate_with_interval
+from policies.reports.results import rate_with_interval
 from policies.runtime import timing
 from policies.seeds import wilson_interval
 

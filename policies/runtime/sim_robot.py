@@ -22,7 +22,7 @@ import multiprocessing
 import numpy as np
 
 import sim
-from policies.eval_env import EvalEnv
+from policies.evaluation.envs import EvalEnv
 from policies.parent_watch import exit_with_parent
 from policies.runtime.robot import RobotLimits
 from policies.serving.wire import pack, unpack

@@ -85,9 +85,9 @@ def write_csv(records: Sequence[TickRecord], path: str | Path) -> Path:
 
 def plot(records: Sequence[TickRecord], path: str | Path, rate_hz: float) -> Path:
     """Three panels over all ticks: jitter, inference latency, and cumulative holds / drops / interventions."""
-    # Here, not at the top: a loop that only logs never pays for matplotlib. policies.plots selects the
-    # file-only backend before pyplot loads (no display on a robot's computer either).
-    from policies.plots import plt, save_figure
+    # Here, not at the top: a loop that only logs never pays for matplotlib. policies.reports.plots selects
+    # the file-only backend before pyplot loads (no display on a robot's computer either).
+    from policies.reports.plots import plt, save_figure
 
     period_ms = 1000.0 / rate_hz
     x = np.arange(len(records))

@@ -12,7 +12,7 @@ Every scalar the loss returns is averaged and logged under train/ and val/; ``lo
 scalars (full tags) to log at that step, or None. The closed-loop evaluation of ``vla-train`` is one; it lives
 in ``policies/`` because vla/ never imports the simulator.
 
-Launch several GPUs with ``accelerate launch --multi_gpu --num_processes N -m policies.train_app ...``: each
+Launch several GPUs with ``accelerate launch --multi_gpu --num_processes N -m policies.apps.train ...``: each
 process reads its own slice of every global batch (``sampler.py``); gradients are averaged by DDP.
 """
 

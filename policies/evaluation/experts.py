@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
-from policies.report import markdown_table, results_document, task_summary, write_report
+from policies.reports.results import markdown_table, results_document, task_summary, write_report
+from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult, run_episode
-from policies.video import caption, write_mp4
 
 log = logging.getLogger(__name__)
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen

@@ -3,7 +3,7 @@
     vla-train dataset=data/demos model=tiny out=runs/tiny steps=2000
     vla-train dataset=data/demos out=runs/tiny closed_loop.every=500 closed_loop.tasks=[OpenDrawer]
     vla-train dataset=data/demos model=smollm2-135m out=runs/smol model.lora_rank=16 batch_size=4 grad_accum=4
-    accelerate launch --multi_gpu --num_processes 2 -m policies.train_app dataset=... model=... out=...
+    accelerate launch --multi_gpu --num_processes 2 -m policies.apps.train dataset=... model=... out=...
 
 ``model`` picks ``configs/model/<name>.yaml`` (a ``vla.model.config.ModelConfig``); its state_dim and
 action_dim come from the dataset. Re-running the same command continues from ``<out>/checkpoints/last``
@@ -26,8 +26,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from policies.evaluation.experts import resolve_tasks
 from policies.seeds import TUNE, episode_seeds
-from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 from vla.train.config import TrainConfig
 
@@ -76,8 +76,8 @@ class ClosedLoopEval:
         self.last_step = last_step
 
     def __call__(self, step: int, model) -> dict[str, float] | None:
-        from policies import eval_report
-        from policies.evaluate import evaluate
+        from policies.evaluation import report as eval_report
+        from policies.evaluation.evaluate import evaluate
 
         if step % self.config.every and step != self.last_step:
             return None

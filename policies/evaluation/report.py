@@ -1,7 +1,7 @@
 """What ``vla-eval`` writes besides the numbers: the protocol, the videos, the markdown and TensorBoard.
 
-The results document (``results.json``, schema in docs/evaluation.md) extends ``policies.report``'s: each
-task's entry also lists its episodes, and the protocol holds everything needed to reproduce the numbers.
+The results document (``results.json``, schema in docs/evaluation.md) extends ``policies.reports.results``'s:
+each task's entry also lists its episodes, and the protocol holds everything needed to reproduce the numbers.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 import sim
-from policies.report import markdown_table
+from policies.reports.results import markdown_table
+from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
-from policies.video import caption, write_mp4
 
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
 TENSORBOARD = "tensorboard"

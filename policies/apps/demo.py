@@ -21,11 +21,11 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from policies import eval_report
-from policies.evaluate import EvalConfig, run
-from policies.plots import plot_training_curves
-from policies.record import RecordConfig, record
-from policies.sim_report import resolve_tasks
+from policies.evaluation import report as eval_report
+from policies.evaluation.evaluate import EvalConfig, run
+from policies.evaluation.experts import resolve_tasks
+from policies.recording.app import RecordConfig, record
+from policies.reports.plots import plot_training_curves
 from policies.threads import passive_openmp
 from vla.model.config import ModelConfig
 from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig

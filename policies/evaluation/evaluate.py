@@ -26,14 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
-from policies import eval_report
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
-from policies.closed_loop import ClipPicker, check_batchable, run_episodes
-from policies.eval_env import make_pool
+from policies.evaluation import report as eval_report
+from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
+from policies.evaluation.envs import make_pool
+from policies.evaluation.experts import resolve_tasks
 from policies.expert_policy import ExpertPolicy
-from policies.report import results_document, task_summary, write_report
+from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
-from policies.sim_report import resolve_tasks
 from policies.threads import passive_openmp
 
 EXPERT = "expert"
@@ -106,7 +106,7 @@ def evaluate(
         raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
     policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise)
     if frame_codec != "none":
-        from policies.encoded_frames import EncodedFrames
+        from policies.evaluation.encoded_frames import EncodedFrames
 
         policy = EncodedFrames(policy, frame_codec)
     check_batchable(policy, min(num_envs, episodes_per_task))

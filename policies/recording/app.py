@@ -5,7 +5,7 @@
 
 Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
 episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
-the next unused seed, and a run with other settings than the dataset's is refused (``record_settings``).
+the next unused seed, and a run with other settings than the dataset's is refused (``recording.settings``).
 Worker processes (spawned, never forked: forking after creating a renderer hangs) simulate, render and
 encode video; this process alone writes the dataset, one whole episode at a time and in seed order, so
 killing it leaves a dataset holding exactly the episodes completed so far, and any number of workers keeps
@@ -30,11 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies.evaluation.experts import resolve_tasks
 from policies.parent_watch import exit_with_parent
-from policies.record_settings import match_settings
-from policies.recording import EpisodeJob, RecordedEpisode, record_episode
+from policies.recording.settings import match_settings
+from policies.recording.worker import EpisodeJob, RecordedEpisode, record_episode
 from policies.seeds import RECORDING
-from policies.sim_report import resolve_tasks
 from sim.contract import ACTION_NAMES, STATE_NAMES
 from vla.data.committed import check_compatible
 from vla.data.layout import INFO_PATH

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in simulation: ``vla-eval``, its environments and report, and ``vla-sim-report``."""
