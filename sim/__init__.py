@@ -2,6 +2,7 @@
 
     import sim
     sim.list_tasks()                      # ['CloseDrawer', 'OpenDrawer', ...]
+    sim.resolve_tasks("all")              # a config's tasks ("all", a name or names) -> the names
     env = sim.make("PickUp", image_size=(128, 128))
     expert = sim.make_expert(env)
     obs, info = env.reset(seed=0)
@@ -9,6 +10,8 @@
 
 Tasks are also registered with gymnasium as ``vla/<TaskName>-v0``.
 """
+
+from typing import Any
 
 from sim import gl
 
@@ -37,11 +40,24 @@ __all__ = [
     "list_tasks",
     "make",
     "make_expert",
+    "resolve_tasks",
 ]
 
 
 def list_tasks() -> list[str]:
     return sorted(TASKS)
+
+
+def resolve_tasks(tasks: Any) -> list[str]:
+    """``"all"`` (or ``["all"]``), one task name or a list of names -> the task names, or ``ValueError``."""
+    available = list_tasks()
+    if tasks == "all" or (not isinstance(tasks, str) and list(tasks) == ["all"]):
+        return available
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = [name for name in names if name not in available]
+    if unknown or not names:
+        raise ValueError(f"unknown tasks {unknown or names}; available tasks: {available}")
+    return list(dict.fromkeys(names))  # drop repeats, keep order
 
 
 def gym_id(task: str) -> str:

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from policies.evaluation import report as eval_report
 from policies.evaluation.evaluate import EvalConfig, run
-from policies.evaluation.experts import resolve_tasks
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from policies.threads import passive_openmp
+from sim import resolve_tasks
 from vla.model.config import ModelConfig
 from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig
 

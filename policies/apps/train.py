@@ -26,9 +26,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from policies.evaluation.experts import resolve_tasks
 from policies.seeds import TUNE, episode_seeds
 from policies.threads import passive_openmp
+from sim import resolve_tasks
 from vla.train.config import TrainConfig
 
 

@@ -30,7 +30,6 @@ from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
 from policies.evaluation import report as eval_report
 from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.evaluation.envs import make_pool
-from policies.evaluation.experts import resolve_tasks
 from policies.expert_policy import ExpertPolicy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
@@ -97,7 +96,7 @@ def evaluate(
     recorder's settings, as its training frames were. ``env_options``: fields of
     ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). With ``out``, each task's video is
     written to ``<out>/videos/<task>.mp4``; nothing else is written (``run`` writes the report)."""
-    tasks = resolve_tasks(tasks)
+    tasks = sim.resolve_tasks(tasks)
     if episodes_per_task < 1 or num_envs < 1:
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
@@ -205,7 +204,7 @@ class EvalConfig:
             raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {self.frame_codec!r}")
         if self.chunking not in CHUNKING:
             raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
-        self.task = resolve_tasks(self.task)
+        self.task = sim.resolve_tasks(self.task)
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.camera_map is not None:

@@ -30,18 +30,6 @@ log = logging.getLogger(__name__)
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
 
 
-def resolve_tasks(tasks: Any) -> list[str]:
-    """``"all"`` (or ``["all"]``), one task name or a list of names -> the task names, or ``ValueError``."""
-    available = sim.list_tasks()
-    if tasks == "all" or (not isinstance(tasks, str) and list(tasks) == ["all"]):
-        return available
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = [name for name in names if name not in available]
-    if unknown or not names:
-        raise ValueError(f"unknown tasks {unknown or names}; available tasks: {available}")
-    return list(dict.fromkeys(names))  # drop repeats, keep order
-
-
 @dataclass
 class SimReportConfig:
     tasks: Any = "all"  # "all", a task name, or a list of names
@@ -54,7 +42,7 @@ class SimReportConfig:
     render_size: list[int] = field(default_factory=lambda: [256, 256])  # (H, W) of the videos
 
     def __post_init__(self):
-        self.tasks = resolve_tasks(self.tasks)
+        self.tasks = sim.resolve_tasks(self.tasks)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.noise < 0:

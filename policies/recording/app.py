@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
-from policies.evaluation.experts import resolve_tasks
 from policies.parent_watch import exit_with_parent
 from policies.recording.settings import match_settings
 from policies.recording.worker import EpisodeJob, RecordedEpisode, record_episode
@@ -67,7 +66,7 @@ class RecordConfig:
     codec: str = "libx264"
 
     def __post_init__(self):
-        self.task = resolve_tasks(self.task)
+        self.task = sim.resolve_tasks(self.task)
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.keep not in KEEP:
