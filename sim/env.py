@@ -19,7 +19,7 @@ from sim import contract, gl, robot, scene
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from sim.controller import CartesianController
 from sim.tasks import get_task
-from sim.world import World, rotation_6d
+from sim.world import World, state_vector
 
 _INSTRUCTION_CHARSET = frozenset(string.ascii_letters + string.digits + " ,.'-")
 
@@ -176,9 +176,7 @@ class TabletopEnv(gym.Env):
 
     def _observation(self) -> dict:
         world = self.world
-        state = np.concatenate(
-            [world.tcp_pos, rotation_6d(world.tcp_mat), [world.gripper_opening], world.arm_qpos]
-        ).astype(np.float32)
+        state = state_vector(world.tcp_pos, world.tcp_mat, world.gripper_opening, world.arm_qpos)
         images = {}
         for camera in self.config.cameras:
             self._renderer.update_scene(world.data, camera=camera)

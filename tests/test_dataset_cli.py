@@ -80,3 +80,15 @@ def test_stats_recomputes_the_same_numeric_statistics(dataset):
     # Image statistics come from the decoded video: within the codec's error of the writer's.
     for key in ("observation.images.agentview", "observation.images.wrist"):
         np.testing.assert_allclose(after[key]["mean"], before[key]["mean"], atol=0.02)
+
+
+def test_stats_is_refused_while_a_writer_holds_the_dataset(dataset, capsys):
+    from vla.data.lock import DatasetLock
+
+    path = dataset / "meta" / "stats.json"
+    before = path.read_text()
+    with DatasetLock(dataset):  # as a recorder topping the dataset up would hold it
+        assert main(["stats", str(dataset)]) == 1
+    assert "another process" in capsys.readouterr().err
+    assert path.read_text() == before  # untouched
+    assert main(["stats", str(dataset)]) == 0  # once the writer is gone

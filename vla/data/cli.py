@@ -30,6 +30,7 @@ from vla.data.layout import (
     DatasetError,
     camera_of,
 )
+from vla.data.lock import DatasetLock
 from vla.data.meta import DatasetMeta, load_meta, video_episode_column
 from vla.data.overlay import episode_frames, overlay_text
 from vla.data.stats import RunningStats, pixel_histogram
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             out = view(meta, args.episode, args.out or Path(f"episode_{args.episode:06d}.mp4"))
             print(f"wrote {out}")
         elif args.command == "stats":
-            recompute_stats(meta)
+            with DatasetLock(meta.root):  # stats.json is the writer's too: never rewrite it under a recorder
+                recompute_stats(meta)
             print(f"wrote {args.root / 'meta/stats.json'}")
     except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

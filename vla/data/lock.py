@@ -62,6 +62,12 @@ class DatasetLock:
         """Unlock (closing the descriptor drops the flock); releasing twice is harmless."""
         self._close()
 
+    def __enter__(self) -> DatasetLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
 
 def _read_holder(fd: int) -> str:
     """'pid 123 on host' from the lock file, or a vaguer phrase while the holder has not written it yet."""
