@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 # torch (OpenMP) threads that spin while waiting stall for seconds when env workers hold the other core.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv demo test test-all lint format bench-sim test-mujoco-min experts-table clean
+.PHONY: venv demo test test-all lint format bench-sim test-mujoco-min experts-table metaworld test-metaworld clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ bench-sim: $(STAMP) $(BENCH_VENV)/.installed
 # The sim test suite on the oldest mujoco we support (3.3.0, which Meta-World pins).
 test-mujoco-min: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest -q tests/test_sim_contract.py tests/test_sim_robot.py tests/test_sim_determinism.py
+
+# sim.metaworld (Meta-World v3 behind our contract) and its tests, in the Meta-World venv.
+metaworld: $(BENCH_VENV)/.installed
+
+test-metaworld: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pytest -q -m metaworld tests/test_metaworld.py
 
 experts-table: $(STAMP)
 	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false

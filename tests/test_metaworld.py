@@ -1,0 +1,166 @@
+"""sim.metaworld: Meta-World v3 behind our observation contract, and its scripted experts through it.
+
+Runs only where Meta-World is installed (``make test-metaworld``, in .venv-metaworld); elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("metaworld")
+
+from sim import metaworld as mw
+
+pytestmark = [
+    pytest.mark.metaworld,
+    # Meta-World's policies warn on every call that their gains may exceed the action range (we clip).
+    pytest.mark.filterwarnings("ignore:Constant:UserWarning"),
+]
+
+SIZE = (96, 128)  # not square, so a transposed image would have the wrong shape
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = mw.make("metaworld/drawer-open-v3", image_size=SIZE)
+    yield env
+    env.close()
+
+
+def run_expert(env, seed: int, steps: int = mw.MAX_STEPS) -> tuple[bool, list[np.ndarray]]:
+    """(success, the states seen) of the expert's episode on ``seed``, for at most ``steps`` steps."""
+    expert = mw.metaworld_expert(env)
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    states = [obs["state"]]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(expert.infer(obs)["actions"][0])
+        states.append(obs["state"])
+        if terminated or truncated:
+            return terminated, states
+    return False, states
+
+
+def test_observation_follows_the_contract(env):
+    obs, info = env.reset(seed=0)
+    assert info["success"] is False and 0 <= info["train_task"] < 50
+    assert set(obs) == {"images", "state", "instruction"}
+    assert set(obs["images"]) == {"corner2"}
+    image = obs["images"]["corner2"]
+    assert image.shape == (*SIZE, 3) and image.dtype == np.uint8
+    assert image.std() > 5, "the image is blank"
+    assert obs["state"].shape == (4,) and obs["state"].dtype == np.float32
+    assert obs["instruction"] == mw.INSTRUCTIONS["drawer-open-v3"]
+    assert env.observation_space.contains(obs)
+    # The state is the first four entries of Meta-World's own observation: hand position, gripper opening.
+    np.testing.assert_array_equal(obs["state"], env.privileged_obs[:4].astype(np.float32))
+    np.testing.assert_allclose(obs["state"][:3], env._env.data.body("hand").xpos, atol=1e-6)
+    obs, reward, terminated, truncated, _ = env.step(np.zeros(4, np.float32))
+    assert isinstance(reward, float) and terminated is False and truncated is False
+    assert set(obs) == {"images", "state", "instruction"}
+
+
+def test_corner2_is_moved_and_flipped_both_ways(env):
+    obs, _ = env.reset(seed=3)
+    model = env._env.model
+    np.testing.assert_allclose(model.cam_pos[model.camera("corner2").id], mw.CAMERA_POS)
+    assert model.vis.quality.shadowsize == 0 and model.vis.quality.offsamples == 0
+    raw = env._env.render()  # the same state rendered again, as Meta-World returns it
+    np.testing.assert_array_equal(obs["images"]["corner2"], raw[::-1, ::-1])
+    assert not np.array_equal(obs["images"]["corner2"], raw), "the flip changed nothing"
+
+
+def test_a_seed_replays_its_episode_and_seeds_vary_the_scene(env):
+    first = run_expert(env, seed=5, steps=30)[1]
+    env.reset(seed=6)  # another episode in between must not leak into the replay
+    image_after_reset = env.reset(seed=5)[0]["images"]["corner2"]
+    again = run_expert(env, seed=5, steps=30)[1]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
+    np.testing.assert_array_equal(image_after_reset, env.reset(seed=5)[0]["images"]["corner2"])
+
+    # Object and goal positions come from one of MT1's 50 train tasks, drawn by the seed.
+    scenes = set()
+    for seed in range(8):
+        env.reset(seed=seed)
+        scenes.add(tuple(np.round(env.privileged_obs[4:7], 4)))  # the drawer handle's position
+    assert len(scenes) >= 4, f"8 seeds gave only {len(scenes)} distinct scenes"
+
+
+@pytest.mark.parametrize("task", ["reach-v3", "button-press-topdown-v3", "drawer-open-v3"])
+def test_the_expert_solves_easy_tasks_through_the_adapter(task):
+    env = mw.make(f"metaworld/{task}", render_images=False)
+    try:
+        results = [run_expert(env, seed) for seed in (200_000, 200_001, 200_002)]
+    finally:
+        env.close()
+    for success, states in results:
+        assert success, f"{task}: the expert failed"
+        assert len(states) - 1 < mw.MAX_STEPS
+    actions = mw.metaworld_expert(env).infer({})["actions"]
+    assert actions.shape == (1, 4) and actions.dtype == np.float32 and np.abs(actions).max() <= 1.0
+
+
+def test_episode_is_truncated_at_500_steps_without_success():
+    env = mw.make("metaworld/drawer-open-v3", render_images=False)
+    try:
+        env.reset(seed=0)
+        steps, truncated = 0, False
+        while not truncated and steps <= mw.MAX_STEPS:
+            _, _, terminated, truncated, info = env.step(np.zeros(4, np.float32))
+            steps += 1
+            assert not terminated and info["success"] is False
+        assert steps == mw.MAX_STEPS and truncated
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step(np.zeros(4, np.float32))
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("action", "problem"),
+    [
+        (np.zeros(7, np.float32), "shape"),
+        (np.zeros((1, 4), np.float32), "one row at a time"),
+        (np.array([0, 0, 0, 1.5], np.float32), r"\['gripper'\] outside"),
+        (np.array([np.nan, 0, 0, 0]), r"NaN or inf in \['dx'\]"),
+        (np.zeros(4, np.int64), "floating-point"),
+    ],
+)
+def test_bad_actions_are_refused_with_the_reason(env, action, problem):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=problem):
+        env.step(action)
+
+
+def test_ids_resolve_to_tasks_and_unknown_names_list_the_valid_ones():
+    assert mw.resolve("metaworld/reach-v3") == ["reach-v3"]
+    assert len(mw.resolve("metaworld/mt50")) == 50 and len(mw.resolve("metaworld/mt10")) == 10
+    buckets = [task for bucket in mw.BUCKETS for task in mw.resolve(f"metaworld/{bucket}")]
+    assert sorted(buckets) == sorted(mw.TASKS), "the buckets must split MT50 exactly"
+    import metaworld
+
+    assert sorted(mw.TASKS) == sorted(metaworld.MT1.ENV_NAMES)
+    assert set(mw.GROUPS["mt10"]) == set(metaworld.MT10().train_classes)
+    with pytest.raises(ValueError, match=r"valid names: .*metaworld/mt10.*metaworld/reach-v3"):
+        mw.resolve("metaworld/reach-v9")
+    with pytest.raises(ValueError, match="valid names"):
+        mw.make("metaworld/nope")
+    with pytest.raises(ValueError, match="is a group"):
+        mw.make("metaworld/easy")
+
+
+def test_missing_metaworld_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # makes `import metaworld` raise ImportError
+    with pytest.raises(ImportError, match="make metaworld"):
+        mw.make("metaworld/reach-v3")
+
+
+def test_describe_records_the_protocol(env):
+    protocol = env.describe()
+    assert protocol["camera"] == "corner2" and protocol["camera_pos"] == list(mw.CAMERA_POS)
+    assert protocol["shadows"] is False and protocol["multisampling"] is False
+    assert protocol["max_steps"] == 500 and protocol["image_size"] == list(SIZE)
+    assert protocol["task"] == "drawer-open-v3"
