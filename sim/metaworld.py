@@ -173,8 +173,10 @@ class MetaWorldEnv(gym.Env):
         self.task = tasks[0]
         metaworld = _import_metaworld()
         self.height, self.width = (int(side) for side in image_size)
-        # Off-screen rendering without images: the experts' ceiling needs only the physics, which rendering
-        # never touches; the observation then has no "images" entry.
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size}")
+        # render_images=False skips rendering, and the observation then has no "images" entry: the experts'
+        # ceiling needs only the physics, which rendering never touches.
         self.render_images = render_images
         benchmark = metaworld.MT1(self.task, seed=MT1_SEED)
         self._train_tasks = benchmark.train_tasks
@@ -217,7 +219,7 @@ class MetaWorldEnv(gym.Env):
             "mujoco_version": mujoco.__version__,
             "task": self.task,
             "instruction": self.instruction,
-            "task_sampling": f"metaworld.MT1(task, seed={MT1_SEED}).train_tasks[rng(episode seed) % 50]",
+            "task_sampling": f"metaworld.MT1(task, seed={MT1_SEED}).train_tasks[i], i = np_random(episode seed).integers(50)",
             "camera": CAMERA,
             "camera_pos": list(CAMERA_POS),
             "image_flip": "rows and columns (a 180-degree rotation: the raw corner2 render is upside down)",
