@@ -43,20 +43,22 @@ GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0
 
 
-def validate_action(action) -> np.ndarray:
-    """Return ``action`` as float64 (7,), or raise ``ValueError`` naming what is wrong with it."""
+def validate_action(action, names: tuple[str, ...] = ACTION_NAMES) -> np.ndarray:
+    """Return ``action`` as float64 (len(names),), or raise ``ValueError`` naming what is wrong with it.
+    ``names``: the action's dimensions (this contract's by default; other suites pass their own)."""
     array = np.asarray(action)
+    dim = len(names)
     if array.dtype.kind != "f":
         raise ValueError(f"action must be a floating-point array, got dtype {array.dtype}")
-    if array.shape != (ACTION_DIM,):
-        hint = " (a policy's (K, 7) chunk must be executed one row at a time)" if array.ndim == 2 else ""
-        raise ValueError(f"action must have shape ({ACTION_DIM},), got {array.shape}{hint}")
+    if array.shape != (dim,):
+        hint = f" (a policy's (K, {dim}) chunk must be executed one row at a time)" if array.ndim == 2 else ""
+        raise ValueError(f"action must have shape ({dim},), got {array.shape}{hint}")
     bad = ~np.isfinite(array)
     if bad.any():
-        names = [ACTION_NAMES[i] for i in np.flatnonzero(bad)]
-        raise ValueError(f"action contains NaN or inf in {names}: {array.tolist()}")
+        bad_names = [names[i] for i in np.flatnonzero(bad)]
+        raise ValueError(f"action contains NaN or inf in {bad_names}: {array.tolist()}")
     outside = np.abs(array) > 1.0 + 1e-6
     if outside.any():
-        names = [ACTION_NAMES[i] for i in np.flatnonzero(outside)]
-        raise ValueError(f"action must lie in [-1, 1]; {names} outside: {array.tolist()}")
+        outside_names = [names[i] for i in np.flatnonzero(outside)]
+        raise ValueError(f"action must lie in [-1, 1]; {outside_names} outside: {array.tolist()}")
     return array.astype(np.float64)

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from sim import contract
+
 ID_PREFIX = "metaworld/"
 CAMERA = "corner2"
 # Where LeRobot's Meta-World integration (after Seo et al. 2022, arXiv:2206.14244) puts corner2: a view of the
@@ -143,21 +145,9 @@ def _import_metaworld():
 
 
 def validate_action(action) -> np.ndarray:
-    """Return ``action`` as float32 (4,), or raise ``ValueError`` naming what is wrong with it."""
-    array = np.asarray(action)
-    if array.dtype.kind != "f":
-        raise ValueError(f"action must be a floating-point array, got dtype {array.dtype}")
-    if array.shape != (ACTION_DIM,):
-        hint = " (a policy's (K, 4) chunk must be executed one row at a time)" if array.ndim == 2 else ""
-        raise ValueError(f"action must have shape ({ACTION_DIM},), got {array.shape}{hint}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        raise ValueError(f"action contains NaN or inf in {[ACTION_NAMES[i] for i in np.flatnonzero(bad)]}")
-    outside = np.abs(array) > 1.0 + 1e-6
-    if outside.any():
-        names = [ACTION_NAMES[i] for i in np.flatnonzero(outside)]
-        raise ValueError(f"action must lie in [-1, 1]; {names} outside: {array.tolist()}")
-    return np.clip(array, -1.0, 1.0).astype(np.float32)
+    """Return ``action`` as float32 (4,), or raise ``ValueError`` naming what is wrong with it (the checks of
+    ``sim.contract``, over Meta-World's four dimensions)."""
+    return np.clip(contract.validate_action(action, ACTION_NAMES), -1.0, 1.0).astype(np.float32)
 
 
 class MetaWorldEnv(gym.Env):
