@@ -186,3 +186,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def tiny_checkpoint(directory, state_dim: int = 17, action_dim: int = 7) -> Path:
+    """A tiny random-weight VLA checkpoint (32x32 images, chunks of 4) at ``directory``, with +-1 statistics:
+    for tests of the plumbing around a checkpoint, not of its skill."""
+    import torch
+
+    from vla.model.config import LLMConfig, ModelConfig, VisionConfig
+    from vla.model.vla import VLA
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vision=VisionConfig(kind="resnet18", width=32),
+        llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+        image_size=[32, 32],
+        chunk_size=4,
+        state_dim=state_dim,
+        action_dim=action_dim,
+    )
+    stats = {
+        "observation.state": {"q01": -np.ones(state_dim), "q99": np.ones(state_dim)},
+        "action": {"q01": -np.ones(action_dim), "q99": np.ones(action_dim)},
+    }
+    VLA(config, stats).save(directory)
+    return Path(directory)

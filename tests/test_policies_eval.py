@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+from conftest import tiny_checkpoint
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -20,7 +20,6 @@ from policies.reports.video import read_mp4
 from policies.rollout import run_episode
 from policies.seeds import HELDOUT
 from policies.vla_policy import VLAPolicy
-from vla.model.config import LLMConfig, ModelConfig, VisionConfig
 from vla.model.vla import VLA
 
 TASK = "PressButton"
@@ -141,31 +140,9 @@ def test_expert_evaluation_is_deterministic_and_independent_of_num_envs(tmp_path
 
 
 # -- a VLA checkpoint -----------------------------------------------------------------------------------------
-def _stats(state_dim: int = 17, action_dim: int = 7) -> dict:
-    return {
-        "observation.state": {"q01": -np.ones(state_dim), "q99": np.ones(state_dim)},
-        "action": {"q01": -np.ones(action_dim), "q99": np.ones(action_dim)},
-    }
-
-
-def _checkpoint(directory, state_dim: int = 17, action_dim: int = 7):
-    """A tiny random-weight VLA (no training: these tests check the plumbing, not the skill)."""
-    torch.manual_seed(0)
-    config = ModelConfig(
-        vision=VisionConfig(kind="resnet18", width=32),
-        llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
-        image_size=[32, 32],
-        chunk_size=4,
-        state_dim=state_dim,
-        action_dim=action_dim,
-    )
-    VLA(config, _stats(state_dim, action_dim)).save(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +184,7 @@ def test_a_mismatched_checkpoint_fails_before_the_first_step(tmp_path, monkeypat
     steps = []
     step = sim.TabletopEnv.step
     monkeypatch.setattr(sim.TabletopEnv, "step", lambda self, a: steps.append(a) or step(self, a))
-    wrong = _checkpoint(tmp_path / "wrong", state_dim=16, action_dim=6)
+    wrong = tiny_checkpoint(tmp_path / "wrong", state_dim=16, action_dim=6)
     with pytest.raises(
         ValueError, match=r"action dimension: .* predicts 6.*state size: .* reads 16"
     ) as error:

@@ -11,8 +11,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 import websockets.sync.client
+from conftest import tiny_checkpoint
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
@@ -25,8 +25,6 @@ from policies.serving.client import PolicyClient, ServerError
 from policies.serving.server import PolicyServer, ServerThread
 from policies.serving.wire import pack
 from policies.vla_policy import VLAPolicy
-from vla.model.config import LLMConfig, ModelConfig, VisionConfig
-from vla.model.vla import VLA
 
 KEY = "k" * 24
 # openpi-client 0.1.2 opens its connection outside a with-block, which websockets 17 warns about
@@ -73,21 +71,7 @@ def expert_server():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny random-weight VLA checkpoint (the plumbing is under test, not the skill)."""
-    torch.manual_seed(0)
-    config = ModelConfig(
-        vision=VisionConfig(kind="resnet18", width=32),
-        llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
-        image_size=[32, 32],
-        chunk_size=4,
-    )
-    stats = {
-        key: {"q01": -np.ones(dim), "q99": np.ones(dim)}
-        for key, dim in (("observation.state", 17), ("action", 7))
-    }
-    directory = tmp_path_factory.mktemp("ckpt") / "tiny"
-    VLA(config, stats).save(directory)
-    return directory
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 @pytest.fixture(scope="module")
