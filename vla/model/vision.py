@@ -28,6 +28,7 @@ from torch import nn
 
 from vla.model.augment import random_shift
 from vla.model.config import VisionConfig
+from vla.model.film import FiLM, modulate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,7 +75,14 @@ class ResNet18GN(nn.Module):
     al. 2018): convolutions are translation-equivariant, so without them the network must infer where a
     thing is from border effects, which takes far more data than a policy that has to reach it can spare."""
 
-    def __init__(self, width: int, image_size: tuple[int, int], coords: bool = False, stages: int = 4):
+    def __init__(
+        self,
+        width: int,
+        image_size: tuple[int, int],
+        coords: bool = False,
+        stages: int = 4,
+        condition_dim: int = 0,
+    ):
         super().__init__()
         if width % 8:
             raise ValueError(f"vision.width must be divisible by 8 for resnet18, got {width}")
@@ -92,6 +100,8 @@ class ResNet18GN(nn.Module):
             blocks += [_BasicBlock(in_channels, channels, stride), _BasicBlock(channels, channels, 1)]
             in_channels = channels
         self.stages = nn.Sequential(*blocks)
+        # condition_dim > 0: every residual block is FiLM-modulated by a (M, condition_dim) instruction vector
+        self.film = FiLM(condition_dim, [b.norm2.num_channels for b in blocks]) if condition_dim else None
         # Every stride-2 layer here (k7 p3, k3 p1, k1 p0) maps a side s to ceil(s / 2): two in the stem,
         # one per stage after the first.
         height, width_px = image_size
@@ -101,10 +111,17 @@ class ResNet18GN(nn.Module):
         self.num_patches = height * width_px
         self.out_dim = in_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if self.coords:
             x = torch.cat([x, _coordinate_maps(x)], dim=1)  # (M, 5, H, W)
-        features = self.stages(self.stem(x))  # (M, C, h, w)
+        if (condition is None) != (self.film is None):
+            raise ValueError("a FiLM-conditioned encoder needs the instruction vector, and only it takes one")
+        features = self.stem(x)
+        pairs = self.film(condition) if self.film is not None else [None] * len(self.stages)
+        for block, pair in zip(self.stages, pairs, strict=True):
+            features = block(features)
+            if pair is not None:
+                features = modulate(features, pair)
         return features.flatten(2).transpose(1, 2)  # (M, h*w, C)
 
 
@@ -277,29 +294,41 @@ class VisionEncoder(nn.Module):
                 f"{self.cameras}, got {images.dtype} {tuple(images.shape)}"
             )
 
-    def _encode(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def _encode(
+        self, backbone: nn.Module, images: torch.Tensor, condition: torch.Tensor | None
+    ) -> torch.Tensor:
         x = (images.float() / 255.0 - self.mean) / self.std  # (M, 3, H, W)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return backbone(x)  # (M, P, C)
+            if condition is None:
+                return backbone(x)  # (M, P, C)
+            return backbone(x, condition)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self._check(images)  # (B, N, 3, H, W) uint8
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, N, 3, H, W) uint8; ``condition`` (B, E): the instruction vector, for FiLM encoders."""
+        self._check(images)
         batch, cameras = images.shape[:2]
         if self.training and self.shift:
             images = random_shift(images.flatten(0, 1), self.shift).unflatten(0, (batch, cameras))
         if len(self.backbones) == 1:
-            features = self._encode(self.backbones[0], images.flatten(0, 1)).unflatten(0, (batch, cameras))
+            shared = None if condition is None else condition.repeat_interleave(cameras, dim=0)  # (B*N, E)
+            flat = self._encode(self.backbones[0], images.flatten(0, 1), shared)
+            features = flat.unflatten(0, (batch, cameras))
         else:
             features = torch.stack(
-                [self._encode(backbone, images[:, n]) for n, backbone in enumerate(self.backbones)], dim=1
+                [self._encode(b, images[:, n], condition) for n, b in enumerate(self.backbones)], dim=1
             )
         return features.float() + self.camera_embedding[None, :, None, :]  # (B, N, P, C)
 
 
 def build_vision_encoder(
-    cfg: VisionConfig, image_size: Sequence[int], cameras: Sequence[str], pretrained: bool = True
+    cfg: VisionConfig,
+    image_size: Sequence[int],
+    cameras: Sequence[str],
+    pretrained: bool = True,
+    condition_dim: int = 0,
 ) -> VisionEncoder:
     """The encoder ``cfg`` describes for ``cameras`` (slot order) at ``image_size`` (H, W).
+    ``condition_dim`` > 0 (resnet18 only): FiLM-conditioned on an instruction vector of that size.
 
     ``pretrained=False`` (kind "hf" only) builds the architecture from the folder's config.json and
     preprocessor_config.json without reading its weights, for loading a checkpoint that holds them.
@@ -313,8 +342,12 @@ def build_vision_encoder(
     image_size = (int(image_size[0]), int(image_size[1]))
     count = 1 if cfg.shared else len(cameras)
     if cfg.kind == "resnet18":
-        backbones = [ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages) for _ in range(count)]
+        backbones = [
+            ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages, condition_dim) for _ in range(count)
+        ]
         mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif condition_dim:
+        raise ValueError(f"FiLM conditioning is built for vision.kind 'resnet18', got {cfg.kind!r}")
     elif cfg.kind == "vit":
         backbones = [ViT(cfg.width, cfg.patch, cfg.depth, cfg.heads, image_size) for _ in range(count)]
         mean, std = IMAGENET_MEAN, IMAGENET_STD

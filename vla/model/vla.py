@@ -2,7 +2,10 @@
 
 Sequence, per sample (left padding keeps every sample's action tokens at the same positions)::
 
-    [image tokens, camera by camera][state token][pad ... pad][prompt tokens][action tokens]
+    [image tokens, camera by camera][state token]([instruction token])[pad ... pad][prompt tokens][action tokens]
+
+With ``language.encoder`` set, a frozen sentence encoder turns the instruction into one vector that
+FiLM-conditions the vision encoder and enters as the instruction token (vla/model/language.py).
 
 Training is teacher-forced cross-entropy on the action tokens only. Inference decodes the K * D action
 tokens autoregressively with a KV cache, the logits restricted to the action ids (constrained decoding:
@@ -20,8 +23,9 @@ from vla.data.dataset import GOAL_STATE
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
-from vla.model.goal import GoalHead
+from vla.model.goal import GoalHead, pool_prompt
 from vla.model.io import load_vla, save_vla
+from vla.model.language import InstructionEncoder
 from vla.model.processor import Processor
 from vla.model.state import StateEncoder
 from vla.model.vision import build_vision_encoder
@@ -39,8 +43,11 @@ class VLA(nn.Module):
         self.stats = stats
         self.backbone = backbone or build_backbone(config.llm, config.num_bins, pretrained=pretrained)
         hidden = self.backbone.hidden_size
+        language = config.language
+        self.language = InstructionEncoder(language, hidden) if language.enabled else None
+        film = hidden if language.enabled and language.film else 0
         self.vision = build_vision_encoder(
-            config.vision, tuple(config.image_size), config.cameras, pretrained=pretrained
+            config.vision, tuple(config.image_size), config.cameras, pretrained, condition_dim=film
         )
         self.connector = build_connector(
             config.connector, self.vision.out_dim, hidden, self.vision.num_patches, self.vision.grid
@@ -81,27 +88,39 @@ class VLA(nn.Module):
     def _embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(token_ids)
 
-    def _prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (B, P, H) and attention mask (B, P) of images, state and prompt."""
+    def _prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Embeddings (B, P, H) and attention mask (B, P) of images, state, instruction token and prompt;
+        and the parts the goal head reads: ``images`` (B, N*T, H) and ``instruction`` (B, H)."""
         missing = [c for c in self.config.cameras if c not in batch["images"]]
         if missing:
             raise ValueError(f"batch lacks cameras {missing}; it has {sorted(batch['images'])}")
         images = torch.stack([batch["images"][c].to(self.device) for c in self.config.cameras], dim=1)
-        image_tokens = self.connector(self.vision(images))  # (B, N*T, H)
+        language = self.config.language
+        instruction = None
+        if self.language is not None:
+            instruction = self.language(list(batch["instruction"]), self.device)  # (B, H)
+        condition = instruction if language.enabled and language.film else None
+        image_tokens = self.connector(self.vision(images, condition))  # (B, N*T, H)
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
         prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
         text = self._embed(prompt_ids)  # (B, L, H)
         dtype = text.dtype
-        embeds = torch.cat([image_tokens.to(dtype), state_token.to(dtype), text], dim=1)
-        fixed = torch.ones(
+        fixed = [image_tokens.to(dtype), state_token.to(dtype)]
+        if instruction is not None and language.token:
+            fixed.append(instruction[:, None].to(dtype))
+        embeds = torch.cat([*fixed, text], dim=1)
+        ones = torch.ones(
             embeds.shape[0], embeds.shape[1] - text.shape[1], dtype=prompt_mask.dtype, device=self.device
         )
-        return embeds, torch.cat([fixed, prompt_mask], dim=1)
+        if instruction is None:
+            instruction = pool_prompt(text, prompt_mask)
+        parts = {"images": image_tokens, "instruction": instruction}
+        return embeds, torch.cat([ones, prompt_mask], dim=1), parts
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Cross-entropy on the action tokens; token accuracy and L1 of the de-tokenized argmax actions.
         With ``goal_loss`` the loss adds that weight times the goal head's error (``goal_l1``, normalized)."""
-        embeds, mask = self._prefix(batch)
+        embeds, mask, parts = self._prefix(batch)
         actions = batch["actions"].to(self.device)
         targets, valid = self.processor.action_targets(actions, batch["action_mask"].to(self.device))
         inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
@@ -119,23 +138,19 @@ class VLA(nn.Module):
             l1 = (predicted - actions).abs()[step_valid].mean()
         metrics = {"loss": loss, "token_accuracy": accuracy, "l1": l1}
         if self.goal_head is not None:
-            goal_mse, metrics["goal_l1"] = self._goal_loss(embeds, mask, batch)
+            goal_mse, metrics["goal_l1"] = self._goal_loss(parts, batch)
             metrics["loss"] = loss + self.config.goal_loss * goal_mse
         return metrics
 
-    def _goal_loss(
-        self, embeds: torch.Tensor, mask: torch.Tensor, batch: dict
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The goal head on the prefix: its image tokens and its prompt (after the state token)."""
+    def _goal_loss(self, parts: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The goal head on the prefix's image tokens and instruction vector."""
         if GOAL_STATE not in batch:
             raise ValueError(
                 f"model.goal_loss is {self.config.goal_loss} but the batch has no '{GOAL_STATE}' "
                 "(the episode's last state, which VLADataset samples carry)"
             )
         goal = self.processor.state(batch[GOAL_STATE].to(self.device))  # (B, S) normalized
-        images = embeds[:, : self.goal_head.tokens]
-        text_start = self.goal_head.tokens + 1  # after the state token
-        return self.goal_head.loss(images, embeds[:, text_start:], mask[:, text_start:], goal)
+        return self.goal_head.loss(parts["images"], parts["instruction"], goal)
 
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of (n, V) logits against (n,) action token ids, one-hot or soft (``bin_sigma``).
@@ -161,7 +176,7 @@ class VLA(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            embeds, mask = self._prefix(batch)
+            embeds, mask, _ = self._prefix(batch)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
             bins = []
