@@ -34,6 +34,7 @@ class EpisodeResult:
     length: int  # control steps taken
     frames: np.ndarray | None = None  # uint8 (length + 1, H, W, 3) from env.render(), first after reset
     steps: StepRecord | None = None  # with record_steps=True
+    extra: dict | None = None  # facts of an evaluation's instruction mode (policies.evaluation.instruction)
 
 
 class _StepRecorder:

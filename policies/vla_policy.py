@@ -39,6 +39,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
 class VLAPolicy:
     """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``."""
 
+    # An empty instruction is refused (a client that forgot it), except while ``vla-eval instruction=blank``
+    # measures what the policy does without one (policies.evaluation.instruction).
+    allow_blank_instruction: bool = False
+
     def __init__(self, checkpoint_dir, camera_map: dict | None = None, device: str = "cpu"):
         self.checkpoint = resolve_checkpoint(checkpoint_dir)
         self._init(VLA.load(self.checkpoint), camera_map, device)
@@ -83,7 +87,7 @@ class VLAPolicy:
             for slot, camera in self.camera_map.items()
         }
         state = np.stack([_state(obs, self.config.state_dim) for obs in observations])
-        instructions = [_instruction(obs) for obs in observations]
+        instructions = [_instruction(obs, self.allow_blank_instruction) for obs in observations]
         return {"images": images, "state": torch.from_numpy(state), "instruction": instructions}
 
     def check_compatible(self, env) -> None:
@@ -166,8 +170,10 @@ def _state(obs: dict, dim: int) -> np.ndarray:
     return state
 
 
-def _instruction(obs: dict) -> str:
+def _instruction(obs: dict, allow_blank: bool = False) -> str:
     text = obs.get(OBS_INSTRUCTION)
+    if isinstance(text, str) and allow_blank:
+        return text
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"the observation's '{OBS_INSTRUCTION}' must be a non-empty string, got {text!r}")
     return text

@@ -3,6 +3,7 @@
     import sim
     sim.list_tasks()                      # ['CloseDrawer', 'OpenDrawer', ...]
     sim.resolve_tasks("all")              # a config's tasks ("all", a name or names) -> the names
+    sim.language_tasks()                  # the tasks whose instruction picks the goal among alternatives
     env = sim.make("PickUp", image_size=(128, 128))
     expert = sim.make_expert(env)
     obs, info = env.reset(seed=0)
@@ -23,7 +24,7 @@ from sim.contract import ACTION_DIM, CAMERAS, STATE_DIM, STATE_NAMES  # noqa: E4
 from sim.env import EnvConfig, TabletopEnv  # noqa: E402
 from sim.experts import ScriptedExpert  # noqa: E402
 from sim.scene import RenderConfig  # noqa: E402
-from sim.tasks import TASKS  # noqa: E402
+from sim.tasks import TASKS, holdout_templates, language_tasks  # noqa: E402
 
 GYM_PREFIX = "vla/"
 
@@ -37,6 +38,8 @@ __all__ = [
     "ScriptedExpert",
     "TabletopEnv",
     "gym_id",
+    "holdout_templates",
+    "language_tasks",
     "list_tasks",
     "make",
     "make_expert",

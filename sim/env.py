@@ -38,10 +38,16 @@ class EnvConfig:
     joint_noise: float = 0.02  # rad, uniform noise on the initial arm configuration
     max_steps: int | None = None  # None: the task's own limit
     render_size: tuple[int, int] = (256, 256)  # (H, W) of env.render(), for videos
+    # Instruction templates of the task never drawn by reset (a recording's held-out paraphrases); a
+    # reset's options={"template": ...} can still ask for one.
+    exclude_templates: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "cameras", tuple(self.cameras))
+        if isinstance(self.exclude_templates, str):
+            raise ValueError(f"exclude_templates must be a list of templates, got {self.exclude_templates!r}")
+        object.__setattr__(self, "exclude_templates", tuple(str(t) for t in self.exclude_templates))
         object.__setattr__(self, "render_size", tuple(int(v) for v in self.render_size))
         if isinstance(self.render, dict):
             object.__setattr__(self, "render", scene.RenderConfig(**self.render))
@@ -73,6 +79,9 @@ class TabletopEnv(gym.Env):
     def __init__(self, task: str, config: EnvConfig | None = None, render_mode: str | None = None, **options):
         self.config = replace(config or EnvConfig(), **options)
         self.task = get_task(task)()
+        self.task.check_templates(self.config.exclude_templates)
+        if set(self.task.instructions) <= set(self.config.exclude_templates):
+            raise ValueError(f"exclude_templates leaves {task} no instruction template to draw")
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
         xml = scene.scene_xml(
@@ -110,6 +119,18 @@ class TabletopEnv(gym.Env):
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode. ``options`` (both optional, deterministic):
+
+        - ``{"goal": {...}}``: the instruction names this goal (one of ``task.goals()``, e.g.
+          ``{"color": "blue"}`` on PressButton) and ``success`` and the expert's plan follow it. The scene is
+          exactly the one ``reset(seed=seed)`` places (the rng is consumed identically, then re-targeted).
+        - ``{"template": "..."}``: the instruction uses this template of ``task.instructions``.
+
+        A goal not in the scene, a goal on a task without alternatives (the drawers) or an unknown
+        template: ``ValueError`` naming the task and the valid choices.
+        """
+        goal, template = self._reset_options(options)
+        self._episode_over = True  # until the reset succeeds: a refused goal leaves no episode to step
         super().reset(seed=seed)
         if seed is not None:
             # Each task draws from its own stream: with a shared one, OpenDrawer and CloseDrawer at one seed
@@ -122,7 +143,7 @@ class TabletopEnv(gym.Env):
         noise = rng.uniform(-1, 1, 7) * self.config.joint_noise
         world.set_arm_qpos(np.clip(robot.HOME_QPOS + noise, world.arm_limits[:, 0], world.arm_limits[:, 1]))
         world.set_gripper_opening(2 * robot.FINGER_TRAVEL)
-        self.instruction = self.task.reset(world, rng)
+        self.instruction = self.task.reset(world, rng, goal, template, self.config.exclude_templates)
         mujoco.mj_forward(model, world.data)
         mujoco.mj_step(model, world.data, nstep=20)  # let objects settle onto the table
         self.controller.reset()
@@ -166,6 +187,21 @@ class TabletopEnv(gym.Env):
         self._renderer = self._video_renderer = None
 
     # -- pieces ------------------------------------------------------------------------------------------
+    def _reset_options(self, options: dict | None) -> tuple[dict | None, str | None]:
+        """The reset's goal and template, checked as far as they can be before the scene exists."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"goal", "template"})
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; valid options: ['goal', 'template']")
+        goal, template = options.get("goal"), options.get("template")
+        if goal is not None and not self.task.goal_fields:
+            self.task.set_goal(goal)  # raises: the task has no alternative goals
+        if goal is not None and not isinstance(goal, dict):
+            raise ValueError(f"goal must be a dict of {list(self.task.goal_fields)}, got {goal!r}")
+        if template is not None:
+            self.task.check_templates([template])
+        return goal, template
+
     def _unstable(self, bad_before: int) -> bool:
         data = self.world.data
         if _divergence_warnings(data) > bad_before:

@@ -241,6 +241,17 @@ def test_vla_evaluation_with_temporal_ensembling_repeats_exactly(checkpoint):
     assert runs[1]["protocol"]["checkpoint"] is None and runs[1]["protocol"]["model"]["chunk_size"] == 4
 
 
+def test_a_checkpoint_reads_a_blank_instruction_only_while_blank_is_evaluated(checkpoint, observation):
+    policy = VLAPolicy(checkpoint)
+    options = {"max_steps": 3, "image_size": (32, 32)}
+    document = evaluate(policy, [TASK], 1, instruction="blank", env_options=options, progress=False)
+    episode = document["instruction_modes"]["blank"]["tasks"][TASK]["episode_results"][0]
+    assert episode["policy_instruction"] == "" and episode["length"] == 3
+    assert document["protocol"]["instruction"]["chance"] == {TASK: pytest.approx(1 / 3)}
+    with pytest.raises(ValueError, match="must be a non-empty string"):  # the server's clients: refused again
+        policy.infer({**observation, "instruction": ""})
+
+
 # -- the vla-eval app -----------------------------------------------------------------------------------------
 def _config(*overrides):
     import policies.evaluation.evaluate  # noqa: F401  (registers the config schema)

@@ -202,3 +202,55 @@ def test_killed_mid_recording_leaves_a_loadable_dataset_and_resumes(tmp_path):
     seeds = [row["vla/seed"] for row in meta.episodes]
     assert len(set(seeds)) == 8
     assert np.all(np.diff([row["dataset_from_index"] for row in meta.episodes]) > 0)
+
+
+# -- held-out instruction templates -----------------------------------------------------------------------
+def test_held_out_templates_are_never_recorded_and_stored_with_the_settings(tmp_path):
+    import sim
+
+    out, held = tmp_path / "demos", sim.TASKS["PressButton"].instructions[-1]  # "hit the {color} button"
+    options = {"task": "PressButton", "out": str(out), "cameras": ["agentview"], **SMALL}
+    record(RecordConfig(episodes_per_task=6, holdout_templates="last", **options))
+    rows = load_meta(out).episodes
+    instructions = [text for row in rows for text in row["tasks"]]
+    assert len(rows) == 6 and not any(text.startswith("hit the ") for text in instructions)
+    # Those seeds do draw the held-out template without the option: the test means something.
+    env = sim.make("PressButton", cameras=())
+    plain = [env.reset(seed=row["vla/seed"])[1]["instruction"] for row in rows]
+    env.close()
+    assert any(text.startswith("hit the ") for text in plain)
+    stored = json.loads((out / "meta" / "recording.json").read_text())["settings"]["holdout_templates"]
+    assert stored == sim.holdout_templates("last") and stored["PressButton"] == held
+    # A top-up with another choice is refused; "last" spelled out as a mapping is the same choice.
+    with pytest.raises(DatasetError, match=r"holdout_templates \{.*\} \(recorded\) vs \{\} \(now\)"):
+        record(RecordConfig(episodes_per_task=7, **options))
+    with pytest.raises(DatasetError, match="holdout_templates"):
+        record(RecordConfig(episodes_per_task=7, holdout_templates={"PressButton": 0}, **options))
+    added = record(RecordConfig(episodes_per_task=7, holdout_templates={"PressButton": held}, **options))
+    assert added == {"PressButton": 1}
+
+
+def test_a_settings_file_from_before_held_out_templates_reads_as_none_held_out(tmp_path):
+    out = tmp_path / "demos"
+    options = {"task": "PressButton", "out": str(out), "cameras": ["agentview"], **SMALL}
+    record(RecordConfig(episodes_per_task=1, **options))
+    path = out / "meta" / "recording.json"
+    stored = json.loads(path.read_text())
+    assert stored["settings"].pop("holdout_templates") == {}
+    path.write_text(json.dumps(stored))  # as vla-record wrote it before the setting existed
+    with pytest.raises(DatasetError, match="holdout_templates"):
+        record(RecordConfig(episodes_per_task=2, holdout_templates="last", **options))
+    assert record(RecordConfig(episodes_per_task=2, **options)) == {"PressButton": 1}
+
+
+@pytest.mark.parametrize(
+    ("holdout", "message"),
+    [
+        ({"PickUp": "grab it"}, r"unknown PickUp instruction template 'grab it'; its templates: \['pick up"),
+        ({"OpenDrawer": 0}, "'OpenDrawer', which is not a language task"),
+        ("first", "must be none, last or a mapping"),
+    ],
+)
+def test_bad_held_out_templates_are_rejected_naming_the_choices(holdout, message):
+    with pytest.raises(ValueError, match=message):
+        RecordConfig(holdout_templates=holdout)

@@ -148,3 +148,111 @@ def test_unknown_task_lists_the_available_ones():
     with pytest.raises(ValueError, match="available tasks") as error:
         sim.make("FoldLaundry")
     assert all(task in str(error.value) for task in TASKS)
+
+
+# -- the instruction picks the goal: reset with a chosen goal or template ----------------------------------
+def _scene(env) -> tuple[np.ndarray, np.ndarray]:
+    """Every body's pose and every geom's colour, as the reset left them."""
+    model, data = env.unwrapped.model, env.unwrapped.world.data
+    return data.qpos.copy(), model.geom_rgba.copy()
+
+
+def test_reset_with_a_chosen_goal_places_the_same_scene_and_retargets(env):
+    task = env.unwrapped.task
+    _, info = env.reset(seed=5)
+    qpos, rgba = _scene(env)
+    goals = task.goals()
+    assert task.goal in goals and all(value in info["instruction"] for value in task.goal.values())
+    if not task.goal_fields:  # the drawers: one goal, nothing for an instruction to choose
+        assert goals == [{}]
+        with pytest.raises(ValueError, match=rf"{task.name} has no alternative goals.*valid goals: \[{{}}\]"):
+            env.reset(seed=5, options={"goal": {}})
+        return
+    assert len(goals) >= 3 and len({tuple(g.items()) for g in goals}) == len(goals)
+    for goal in goals:
+        for _ in range(2):  # deterministic, whichever episode came before
+            env.reset(seed=6)
+            _, info = env.reset(seed=5, options={"goal": goal})
+            np.testing.assert_array_equal(_scene(env)[0], qpos)
+            np.testing.assert_array_equal(_scene(env)[1], rgba)
+            assert task.goal == goal and task.goals() == goals
+            assert all(value in info["instruction"] for value in goal.values()), info["instruction"]
+
+
+def test_reset_with_a_chosen_template_keeps_the_scene(env):
+    task = env.unwrapped.task
+    env.reset(seed=2)
+    qpos, rgba = _scene(env)
+    for template in task.instructions:
+        _, info = env.reset(seed=2, options={"template": template})
+        assert info["instruction"] == template.format(**task.goal)
+        np.testing.assert_array_equal(_scene(env)[0], qpos)
+        np.testing.assert_array_equal(_scene(env)[1], rgba)
+    with pytest.raises(ValueError, match=rf"unknown {task.name} instruction templates.*its templates: \["):
+        env.reset(seed=2, options={"template": "do something"})
+
+
+def test_bad_goals_and_reset_options_name_the_valid_choices():
+    env = sim.make("PressButton", cameras=())
+    env.reset(seed=0)
+    goals = env.unwrapped.task.goals()
+    with pytest.raises(ValueError, match=r"not in this PressButton scene; valid goals: \[\{'color'") as error:
+        env.reset(seed=0, options={"goal": {"color": "no such colour"}})
+    assert all(goal["color"] in str(error.value) for goal in goals)
+    with pytest.raises(ValueError, match="valid goals"):
+        env.reset(seed=0, options={"goal": {"target": goals[0]["color"]}})  # a field the task has not
+    with pytest.raises(ValueError, match=r"goal must be a dict of \['color'\]"):
+        env.reset(seed=0, options={"goal": "blue"})
+    with pytest.raises(
+        ValueError, match=r"unknown reset options \['gaol'\]; valid options: \['goal', 'template'\]"
+    ):
+        env.reset(seed=0, options={"gaol": goals[0]})
+    with pytest.raises(RuntimeError, match="reset"):  # a refused reset leaves no episode to step
+        env.step(np.zeros(ACTION_DIM, np.float32))
+    env.close()
+
+
+def test_excluded_templates_are_never_drawn_and_the_scenes_stay():
+    plain, held = (
+        sim.make("PickUp", cameras=()),
+        sim.make("PickUp", cameras=(), exclude_templates=["lift the {color} {object}"]),
+    )
+    drawn = []
+    for seed in range(12):
+        drawn.append(plain.reset(seed=seed)[1]["instruction"])
+        instruction = held.reset(seed=seed)[1]["instruction"]
+        assert not instruction.startswith("lift the ")
+        np.testing.assert_array_equal(plain.unwrapped.world.data.qpos, held.unwrapped.world.data.qpos)
+    assert any(text.startswith("lift the ") for text in drawn), "choose seeds that draw the template"
+    with pytest.raises(
+        ValueError, match=r"unknown PickUp instruction templates \['lift it'\]; its templates"
+    ):
+        sim.make("PickUp", exclude_templates=["lift it"])
+    with pytest.raises(ValueError, match="no instruction template to draw"):
+        sim.make("PressButton", exclude_templates=list(sim.TASKS["PressButton"].instructions))
+    plain.close()
+    held.close()
+
+
+def test_holdout_templates_follow_the_last_template_convention():
+    language = sim.language_tasks()
+    assert language == ["PickUp", "PlaceInBin", "PlaceOnTarget", "PressButton", "PushToTarget", "Stack"]
+    assert sim.holdout_templates(None) == sim.holdout_templates("none") == {}
+    last = sim.holdout_templates("last")
+    assert last == {task: sim.TASKS[task].instructions[-1] for task in language}
+    named = sim.holdout_templates({"PickUp": 1, "Stack": "stack the {top} cube on the {bottom} cube"})
+    assert named == {
+        **last,
+        "PickUp": "lift the {color} {object}",
+        "Stack": "stack the {top} cube on the {bottom} cube",
+    }
+    with pytest.raises(
+        ValueError, match=r"'OpenDrawer', which is not a language task; language tasks .*PickUp"
+    ):
+        sim.holdout_templates({"OpenDrawer": 0})
+    with pytest.raises(ValueError, match=r"unknown PickUp instruction template 'lift it'; its templates: \["):
+        sim.holdout_templates({"PickUp": "lift it"})
+    with pytest.raises(ValueError, match="no index 9"):
+        sim.holdout_templates({"PickUp": 9})
+    with pytest.raises(ValueError, match="must be none, last or a mapping"):
+        sim.holdout_templates("first")

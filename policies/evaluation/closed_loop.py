@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from policies.base import BatchPolicy, Policy, infer_batch
 from policies.chunking import RecedingHorizon, TemporalEnsemble
+from policies.evaluation.instruction import EPISODE_KEYS
 from policies.rollout import EpisodeResult, action_chunk
 
 
@@ -121,6 +122,7 @@ def _result(pool, slot: int, run: _Running, info: dict, clips: ClipPicker | None
         instruction=str(info["instruction"]),
         success=bool(info["success"]),
         length=int(info["steps"]),
+        extra={key: info[key] for key in EPISODE_KEYS if key in info} or None,
     )
     if clips is not None:
         clips.offer(run.index, result, pool.take_frames(slot) if run.recorded else None)

@@ -3,7 +3,8 @@
 ``EvalEnv`` wraps a task's environment for evaluation. After its episode ends it idles (a step returns the
 final transition again and touches nothing), because a vectorized environment steps all its environments at
 once and some have no episode left to run. It records ``env.render()`` frames when ``recording`` is set,
-and runs the scripted expert when the policy is the expert (see ``policies.expert_policy``).
+runs the scripted expert when the policy is the expert (see ``policies.expert_policy``), and resets as the
+instruction mode set by ``set_instruction`` has it (``policies.evaluation.instruction``).
 
 A pool holds ``num_envs`` such environments, addressed by slot: ``InProcessPool`` (a list, in this process)
 or ``AsyncPool`` (gymnasium's ``AsyncVectorEnv``, spawned processes: MuJoCo's renderers must not be forked).
@@ -21,6 +22,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 import sim
+from policies.evaluation import instruction
 from policies.expert_policy import EXPERT_ACTIONS
 from policies.parent_watch import exit_with_parent
 from sim.contract import ACTION_DIM
@@ -42,14 +44,22 @@ class EvalEnv(gym.Wrapper):
         self._frames: list[np.ndarray] = []
         self._final: tuple | None = None  # the last transition of a finished episode
         self._expert = None
+        self.instruction_mode, self.heldout_template = instruction.NORMAL, None
+        self._extra: dict = {}  # the instruction mode's facts of this episode, added to every info
         if expert_noise is not None:
             expert_space = gym.spaces.Box(-1.0, 1.0, (1, ACTION_DIM), np.float32)
             self.observation_space = gym.spaces.Dict(
                 {**env.observation_space.spaces, EXPERT_ACTIONS: expert_space}
             )
 
+    def set_instruction(self, mode: str, heldout_template: str | None = None) -> None:
+        """How the next resets choose the instruction (``policies.evaluation.instruction.MODES``)."""
+        self.instruction_mode, self.heldout_template = mode, heldout_template
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
+        # ``options``: a vector environment's (empty once it took its reset mask); the mode decides.
+        obs, info = instruction.reset_episode(self.env, seed, self.instruction_mode, self.heldout_template)
+        self._extra = {key: info[key] for key in instruction.EPISODE_KEYS if key in info}
         self._final = None
         self._frames = [self.env.render()] if self.recording else []
         if self.expert_noise is not None:
@@ -61,6 +71,7 @@ class EvalEnv(gym.Wrapper):
         if self._final is not None:
             return self._final
         obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = instruction.policy_view(obs, self.instruction_mode), {**info, **self._extra}
         if self.recording:
             self._frames.append(self.env.render())
         done = terminated or truncated
@@ -103,6 +114,10 @@ class InProcessPool:
         self.single_action_space = self.envs[0].action_space
         self.max_steps = self.envs[0].unwrapped.max_steps
         self.fps = self.envs[0].unwrapped.config.control_hz
+
+    def set_instruction(self, mode: str, heldout_template: str | None = None) -> None:
+        for env in self.envs:
+            env.set_instruction(mode, heldout_template)
 
     def reset(self, seeds: dict[int, int], recording: dict[int, bool]) -> dict[int, dict]:
         observations = {}
@@ -154,6 +169,9 @@ class AsyncPool:
         self.max_steps = self.vec.get_attr("max_steps")[0]
         self.fps = self.vec.get_attr("config")[0].control_hz
         self._recording = [False] * self.num_envs
+
+    def set_instruction(self, mode: str, heldout_template: str | None = None) -> None:
+        self.vec.call("set_instruction", mode, heldout_template)
 
     def reset(self, seeds: dict[int, int], recording: dict[int, bool]) -> dict[int, dict]:
         flags = [recording.get(slot, flag) for slot, flag in enumerate(self._recording)]

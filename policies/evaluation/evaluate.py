@@ -4,6 +4,7 @@
     vla-eval checkpoint=runs/tiny split=tune task=[PickUp] episodes_per_task=20             # while tuning
     vla-eval policy=expert task=[PickUp,Stack] episodes_per_task=20 out=runs/expert-eval
     vla-eval checkpoint=DIR chunking=ensemble camera_map={agentview:wrist,wrist:agentview}
+    vla-eval checkpoint=DIR task=[PickUp,Stack] instruction=[normal,swap,blank,heldout]   # reads its instruction?
 
 Writes ``results.json`` (schema: docs/evaluation.md), ``report.md``, ``videos/<task>.mp4`` and TensorBoard
 scalars under ``out``. Options: ``configs/eval.yaml``, validated by ``EvalConfig``. ``evaluate()`` is the
@@ -15,6 +16,7 @@ Module-level imports stay free of torch: spawned environment workers import this
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,6 +32,17 @@ from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
 from policies.evaluation import report as eval_report
 from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.evaluation.envs import make_pool
+from policies.evaluation.instruction import (
+    BLANK,
+    NORMAL,
+    blank_instructions_allowed,
+    check_modes,
+    heldout_templates,
+    instruction_protocol,
+    mode_document,
+    resolve_modes,
+    top_level_mode,
+)
 from policies.expert_policy import ExpertPolicy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
@@ -87,6 +100,8 @@ def evaluate(
     camera_map: dict | None = None,
     device: str | None = None,
     expert_noise: float = 0.0,
+    instruction: Any = NORMAL,
+    holdout_templates: Any = "last",
     out: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
@@ -94,9 +109,15 @@ def evaluate(
     seed ``seed + i`` (default: the first seed of ``split``, ``policies.seeds``); all must lie in ``split``.
     ``frame_codec="libx264"``: the policy sees each camera image after an H.264 round trip at the
     recorder's settings, as its training frames were. ``env_options``: fields of
-    ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). With ``out``, each task's video is
-    written to ``<out>/videos/<task>.mp4``; nothing else is written (``run`` writes the report)."""
+    ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). ``instruction``: a mode or a list
+    of ``normal``, ``swap``, ``blank``, ``heldout`` (``policies.evaluation.instruction``), each run on the
+    same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
+    each task's video is written to ``<out>/videos/<task>.mp4`` (``<task>-<mode>.mp4`` for the modes
+    beside the top level's); nothing else is written (``run`` writes the report)."""
     tasks = sim.resolve_tasks(tasks)
+    modes = resolve_modes(instruction)
+    check_modes(modes, tasks)
+    templates = heldout_templates(modes, tasks, holdout_templates)
     if episodes_per_task < 1 or num_envs < 1:
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
@@ -112,20 +133,9 @@ def evaluate(
     config = env_config(policy, env_options)
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
     expert = policy.noise if isinstance(policy, ExpertPolicy) else None
-    entries, max_steps, timing = {}, {}, {}
-    with tqdm(total=len(tasks) * episodes_per_task, unit="episode", disable=not progress) as bar:
-        for task in tasks:
-            bar.set_description(task)
-            started = time.perf_counter()
-            pool = make_pool(task, config, min(num_envs, episodes_per_task), expert)
-            try:
-                if hasattr(policy, "check_compatible"):
-                    policy.check_compatible(pool)  # before the first step
-                entries[task] = _run_task(pool, policy, seeds, execute, out, lambda _: bar.update(1))
-                max_steps[task] = pool.max_steps
-            finally:
-                pool.close()
-            timing[task] = {"wall_s": time.perf_counter() - started, "env_steps": _steps(entries[task])}
+    pools = partial(make_pool, config=config, num_envs=min(num_envs, episodes_per_task), expert_noise=expert)
+    runs = _Runs(policy, seeds, execute, modes, templates, out)
+    entries, max_steps, timing = runs.all_tasks(tasks, pools, progress)
     execution = {
         "chunking": chunking,
         "n_action_steps": n_action_steps,
@@ -136,18 +146,68 @@ def evaluate(
         "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
         "frame_codec": frame_codec,
     }
-    document = results_document(entries, eval_report.protocol(policy, config, seeds, max_steps, execution))
-    document["timing"] = _timing(timing)
+    protocol = eval_report.protocol(policy, config, seeds, max_steps, execution)
+    return {**_document(entries, modes, templates, protocol), "timing": _timing(timing)}
+
+
+def _document(entries: dict[str, dict], modes: list[str], templates: dict, protocol: dict) -> dict:
+    """The results document: the top-level mode's results where they always were (``tasks``, ...), every
+    mode's under ``instruction_modes`` when more than normal ran, the modes in ``protocol.instruction``."""
+    documents = {mode: mode_document(mode, entries[mode]) for mode in modes}
+    protocol = {**protocol, "instruction": instruction_protocol(modes, templates, documents)}
+    document = results_document(entries[top_level_mode(modes)], protocol)
+    if modes != [NORMAL]:
+        document["instruction_modes"] = documents
     return document
 
 
-def _run_task(pool, policy, seeds: list[int], execute, out: str | Path | None, on_episode) -> dict:
-    """One task's entry in the results document, and its video under ``out`` (if given)."""
+@dataclass
+class _Runs:
+    """What every task's episodes share: the policy, the seeds, chunk execution, the instruction modes."""
+
+    policy: Any
+    seeds: list[int]
+    execute: Any  # () -> a chunk executor
+    modes: list[str]
+    templates: dict[str, str]  # heldout's template per task
+    out: str | Path | None
+
+    def all_tasks(self, tasks: list[str], pools, progress: bool) -> tuple[dict, dict, dict]:
+        """Per mode and task the results entry; per task the step limit and the timing."""
+        entries, max_steps, timing = {mode: {} for mode in self.modes}, {}, {}
+        total = len(tasks) * len(self.seeds) * len(self.modes)
+        with tqdm(total=total, unit="episode", disable=not progress) as bar:
+            for task in tasks:
+                bar.set_description(task)
+                started = time.perf_counter()
+                pool = pools(task)
+                try:
+                    if hasattr(self.policy, "check_compatible"):
+                        self.policy.check_compatible(pool)  # before the first step
+                    for mode in self.modes:  # one pool for every mode: scenes and renderers are built once
+                        entries[mode][task] = self.one_mode(pool, task, mode, lambda _: bar.update(1))
+                    max_steps[task] = pool.max_steps
+                finally:
+                    pool.close()
+                steps = sum(_steps(entries[mode][task]) for mode in self.modes)
+                timing[task] = {"wall_s": time.perf_counter() - started, "env_steps": steps}
+        return entries, max_steps, timing
+
+    def one_mode(self, pool, task: str, mode: str, on_episode) -> dict:
+        pool.set_instruction(mode, self.templates.get(task))
+        video = task if mode == top_level_mode(self.modes) else f"{task}-{mode}"
+        with blank_instructions_allowed(self.policy) if mode == BLANK else nullcontext():
+            return _run_task(pool, self.policy, self.seeds, self.execute, self.out, video, on_episode)
+
+
+def _run_task(pool, policy, seeds: list[int], execute, out: str | Path | None, name: str, on_episode) -> dict:
+    """One task's entry in the results document, and its video ``videos/<name>.mp4`` under ``out`` (if
+    given)."""
     clips = ClipPicker() if out is not None else None
     results = run_episodes(pool, policy, seeds, execute, clips, on_episode)
     video = None
     if clips is not None:
-        video = eval_report.write_task_video(Path(out), results[0].task, clips.clips(), pool.fps)
+        video = eval_report.write_task_video(Path(out), name, clips.clips(), pool.fps)
     return {
         **task_summary(results, video),
         "episode_results": [eval_report.episode_entry(r) for r in results],
@@ -192,6 +252,10 @@ class EvalConfig:
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
     device: str = "cpu"
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
+    # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
+    # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.
+    instruction: Any = NORMAL
+    holdout_templates: Any = "last"  # heldout's templates: last, or {task: template text or index}
     out: str = "runs/eval"
 
     def __post_init__(self):
@@ -205,6 +269,9 @@ class EvalConfig:
         if self.chunking not in CHUNKING:
             raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
         self.task = sim.resolve_tasks(self.task)
+        self.instruction = resolve_modes(self.instruction)
+        check_modes(self.instruction, self.task)
+        heldout_templates(self.instruction, self.task, self.holdout_templates)  # valid, or an error now
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.camera_map is not None:
@@ -249,6 +316,8 @@ def run(config: EvalConfig) -> dict:
         camera_map=config.camera_map,
         device=config.device,
         expert_noise=config.expert_noise,
+        instruction=config.instruction,
+        holdout_templates=config.holdout_templates,
         out=config.out if config.videos else None,
     )
     write_report(config.out, document, eval_report.report_markdown(document))

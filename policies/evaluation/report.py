@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import sim
+from policies.evaluation.instruction import NORMAL, instruction_markdown
 from policies.reports.results import markdown_table
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
@@ -31,6 +32,7 @@ def episode_entry(result: EpisodeResult) -> dict:
         "success": result.success,
         "length": result.length,
         "instruction": result.instruction,
+        **(result.extra or {}),
     }
 
 
@@ -110,6 +112,10 @@ def scalars(document: dict) -> dict[str, float]:
     for task, entry in document["tasks"].items():
         values[f"eval/success/{task}"] = entry["success_rate"]
         values[f"eval/mean_length/{task}"] = entry["mean_length"]
+    for mode, results in document.get("instruction_modes", {}).items():  # vla-eval instruction=[...]
+        values[f"eval/{mode}/mean_success"] = results["mean_success"]
+        for task, entry in results["tasks"].items():
+            values[f"eval/{mode}/success/{task}"] = entry["success_rate"]
     return values
 
 
@@ -132,9 +138,12 @@ def report_markdown(document: dict) -> str:
     seeds = p["seeds"]
     cameras = ", ".join(p["cameras"]) or "no cameras"
     versions_line = ", ".join(f"{name} {v}" for name, v in p["versions"].items())
+    top = p.get("instruction", {}).get("top_level", NORMAL)
+    mode = "" if top == NORMAL else f" Instruction mode of this table: {top}."
+    modes = instruction_markdown(document)
     return (
         "# Closed-loop evaluation\n\n"
-        f"Policy: {policy}.\n\n"
+        f"Policy: {policy}.{mode}\n\n"
         f"{markdown_table(document)}\n\n"
         f"{p['episodes_per_task']} episodes per task, seeds {seeds[0]}..{seeds[-1]} of the `{p['split']}` "
         f"split (episode i uses seed {seeds[0]} + i; each task draws its own stream from a seed); success with "
@@ -142,5 +151,5 @@ def report_markdown(document: dict) -> str:
         f"n_action_steps {p['n_action_steps']}; observation "
         f"images {p['image_size'][0]}x{p['image_size'][1]} ({cameras}); control at "
         f"{p['control_hz']} Hz; step limits {p['max_steps']}; {versions_line}. "
-        "Full protocol in `results.json`.\n"
+        "Full protocol in `results.json`.\n" + (f"\n{modes}" if modes else "")
     )

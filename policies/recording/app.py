@@ -2,6 +2,7 @@
 
     vla-record task=all episodes_per_task=50 out=data/demos workers=2
     vla-record task=[PickUp,Stack] episodes_per_task=10 out=data/demos keep=all noise=0.05
+    vla-record task=all out=data/demos holdout_templates=last   # keep a paraphrase for vla-eval heldout
 
 Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
 episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
@@ -64,6 +65,9 @@ class RecordConfig:
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W)
     cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))
     codec: str = "libx264"
+    # Instruction templates never recorded, for vla-eval instruction=heldout: none, last (each language
+    # task's last template) or {task: template text or index} (the others: their last). sim.holdout_templates
+    holdout_templates: Any = None
 
     def __post_init__(self):
         self.task = sim.resolve_tasks(self.task)
@@ -85,6 +89,7 @@ class RecordConfig:
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
         sim.EnvConfig(image_size=tuple(self.image_size), cameras=tuple(self.cameras))  # validates both
+        sim.holdout_templates(self.holdout_templates)  # valid, or an error naming the templates
 
 
 ConfigStore.instance().store(name="record_schema", node=RecordConfig)
@@ -216,6 +221,7 @@ def _episode_settings(config: RecordConfig, staging: Path) -> dict:
         "executed_labels": config.labels == "executed",
         "codec": config.codec,
         "staging": str(staging),
+        "holdout_templates": sim.holdout_templates(config.holdout_templates),  # task -> never drawn
     }
 
 

@@ -1,9 +1,11 @@
 """The settings a ``vla-record`` dataset was recorded with (``meta/recording.json``), and the top-up check.
 
 Re-running ``vla-record`` on a dataset tops it up. That is only sound when the new episodes are recorded the
-way the old ones were: a different noise, label choice, keep rule, base seed, policy or camera set-up would
-silently mix two kinds of demonstration in one dataset. So the first run stores those settings and every
-later run compares its own with them, refusing with each difference named.
+way the old ones were: a different noise, label choice, keep rule, base seed, policy, camera set-up or set
+of held-out instruction templates would silently mix two kinds of demonstration in one dataset. So the first
+run stores those settings and every later run compares its own with them, refusing with each difference
+named. A setting stored only since a later version (``LATER``) reads, in an older file, as the value the
+older datasets were recorded with.
 
 Not compared: ``episodes_per_task`` (the target of the top-up), ``workers`` (the same episodes either way)
 and ``task``: each task's episodes depend only on the task and its seeds, so recording some of the tasks, or
@@ -20,13 +22,26 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import sim
 from vla.data.atomic import write_json_atomic
 from vla.data.layout import DatasetError
 from vla.data.meta import DatasetMeta, read_json
 
 SETTINGS_PATH = "meta/recording.json"
 # RecordConfig fields that change what an episode holds or which episodes are kept.
-COMPARED = ("policy", "keep", "seed", "noise", "labels", "image_size", "cameras", "codec")
+COMPARED = (
+    "policy",
+    "keep",
+    "seed",
+    "noise",
+    "labels",
+    "image_size",
+    "cameras",
+    "codec",
+    "holdout_templates",
+)
+# Settings stored since a later version, with the value the datasets recorded before it had.
+LATER = {"holdout_templates": {}}
 
 
 def settings_of(config) -> dict:
@@ -40,6 +55,8 @@ def settings_of(config) -> dict:
         "image_size": [int(n) for n in config.image_size],
         "cameras": [str(camera) for camera in config.cameras],
         "codec": config.codec,
+        # Resolved (task -> the template never recorded), so "last" and its spelled-out mapping compare equal.
+        "holdout_templates": sim.holdout_templates(config.holdout_templates),
     }
 
 
@@ -47,6 +64,7 @@ def _load(path: Path) -> dict:
     stored = read_json(path)
     if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
         raise DatasetError(path, "expected an object with a 'settings' object")
+    stored["settings"] = {**LATER, **stored["settings"]}
     missing = [name for name in COMPARED if name not in stored["settings"]]
     if missing:
         raise DatasetError(path, f"missing settings {missing}")

@@ -15,7 +15,7 @@ import sim
 from policies.rollout import run_episode
 from vla.data.video import EncodedVideo, encode_video
 
-_ENVS: dict[tuple, object] = {}  # per process: (task, image_size, cameras) -> env
+_ENVS: dict[tuple, object] = {}  # per process: (task, image_size, cameras, held-out template) -> env
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,15 @@ class RecordedEpisode:
 
 
 def _env(task: str, settings: dict):
-    key = (task, settings["image_size"], settings["cameras"])
+    held = settings.get("holdout_templates", {}).get(task)
+    key = (task, settings["image_size"], settings["cameras"], held)
     if key not in _ENVS:
-        _ENVS[key] = sim.make(task, image_size=settings["image_size"], cameras=settings["cameras"])
+        _ENVS[key] = sim.make(
+            task,
+            image_size=settings["image_size"],
+            cameras=settings["cameras"],
+            exclude_templates=(held,) if held else (),
+        )
     return _ENVS[key]
 
 

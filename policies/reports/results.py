@@ -40,9 +40,10 @@ def task_summary(results: Sequence[EpisodeResult], video: str | None) -> dict:
     }
 
 
-def results_document(tasks: dict[str, dict], protocol: dict) -> dict:
-    """The mean's interval pools every episode: with the same number of episodes per task (as every report
-    here runs them) the pooled rate is the mean of the tasks' rates."""
+def summary_document(tasks: dict[str, dict]) -> dict:
+    """``tasks``, ``mean_success`` and ``mean_ci95``. The mean's interval pools every episode: with the same
+    number of episodes per task (as every report here runs them) the pooled rate is the mean of the tasks'
+    rates."""
     rates = [entry["success_rate"] for entry in tasks.values()]
     successes = sum(entry["successes"] for entry in tasks.values())
     episodes = sum(entry["episodes"] for entry in tasks.values())
@@ -50,8 +51,11 @@ def results_document(tasks: dict[str, dict], protocol: dict) -> dict:
         "tasks": tasks,
         "mean_success": sum(rates) / len(rates),
         "mean_ci95": list(wilson_interval(successes, episodes)),
-        "protocol": protocol,
     }
+
+
+def results_document(tasks: dict[str, dict], protocol: dict) -> dict:
+    return {**summary_document(tasks), "protocol": protocol}
 
 
 def rate_with_interval(rate: float, interval) -> str:

@@ -50,6 +50,10 @@ class Task(ABC):
     name: ClassVar[str]
     max_steps: ClassVar[int]
     instructions: ClassVar[tuple[str, ...]]  # paraphrase templates, formatted with reset()'s fields
+    # The instruction fields that name the goal among the scene's alternatives (a goal is a dict of them);
+    # () for a task whose scene alone decides what to do (the drawers), which has a single goal.
+    goal_fields: ClassVar[tuple[str, ...]] = ()
+    goal: dict[str, str]  # this episode's goal, set by reset()
 
     @abstractmethod
     def objects_xml(self) -> str:
@@ -70,11 +74,61 @@ class Task(ABC):
     def plan(self, world: World) -> Sequence[PlanStep]:
         """The scripted expert's waypoints for this episode, from privileged simulator state."""
 
-    def reset(self, world: World, rng: np.random.Generator) -> str:
-        """Randomize the episode and return its instruction."""
+    def goals(self) -> list[dict[str, str]]:
+        """The goals an instruction can name in this episode's scene (valid after ``randomize``), in a fixed
+        order; ``[{}]`` for a task whose scene decides (one goal, nothing to choose)."""
+        return [{}]
+
+    def _aim(self, index: int) -> None:
+        """Re-target the episode (``success`` and ``plan``) at ``goals()[index]``; tasks with alternatives
+        override it."""
+        raise NotImplementedError(f"{self.name} has no alternative goals")
+
+    def set_goal(self, goal: dict) -> None:
+        """Re-target the current scene at ``goal`` (one of ``goals()``), or ``ValueError`` listing them."""
+        goals = self.goals()
+        if not self.goal_fields:
+            raise ValueError(
+                f"{self.name} has no alternative goals (its scene decides what to do), so no goal can be "
+                f"chosen; valid goals: {goals}"
+            )
+        wanted = {str(key): str(value) for key, value in goal.items()} if isinstance(goal, dict) else None
+        if wanted not in goals:
+            raise ValueError(f"goal {goal!r} is not in this {self.name} scene; valid goals: {goals}")
+        self._aim(goals.index(wanted))
+        self.goal = wanted
+
+    def reset(
+        self,
+        world: World,
+        rng: np.random.Generator,
+        goal: dict | None = None,
+        template: str | None = None,
+        exclude_templates: Sequence[str] = (),
+    ) -> str:
+        """Randomize the episode and return its instruction.
+
+        ``goal``: re-target the scene at this goal (``set_goal``) once it is placed; the scene is the one
+        the plain reset places, since the rng is consumed identically. ``template``: the instruction's
+        template (one of ``instructions``) instead of a drawn one. ``exclude_templates``: templates never
+        drawn. The template is drawn (one ``rng.integers``) in every case, so the stream stays the same.
+        """
         fields = self.randomize(world, rng)
-        template = self.instructions[rng.integers(len(self.instructions))]
-        return template.format(**fields)
+        self.goal = {key: fields[key] for key in self.goal_fields}
+        if goal is not None:
+            self.set_goal(goal)
+            fields = {**fields, **self.goal}
+        allowed = [t for t in self.instructions if t not in exclude_templates]
+        drawn = allowed[rng.integers(len(allowed))]
+        return (drawn if template is None else template).format(**fields)
+
+    def check_templates(self, templates: Sequence[str]) -> None:
+        """``ValueError`` unless every one of ``templates`` is one of this task's instruction templates."""
+        unknown = [t for t in templates if t not in self.instructions]
+        if unknown:
+            raise ValueError(
+                f"unknown {self.name} instruction templates {unknown}; its templates: {list(self.instructions)}"
+            )
 
 
 # -- helpers shared by the tasks ------------------------------------------------------------------------

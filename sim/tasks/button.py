@@ -22,6 +22,7 @@ class PressButton(Task):
         "push down on the {color} button",
         "hit the {color} button",
     )
+    goal_fields = ("color",)
 
     def objects_xml(self) -> str:
         return "".join(objects.button(b) for b in _BUTTONS)
@@ -32,8 +33,14 @@ class PressButton(Task):
             world.set_body_pos(f"{button}_base", [*xy, 0.0])
             world.set_rgba(button, objects.COLORS[color])
         index = int(rng.integers(len(_BUTTONS)))
-        self.target = _BUTTONS[index]
+        self.colors, self.target = colors, _BUTTONS[index]
         return {"color": colors[index]}
+
+    def goals(self) -> list[dict[str, str]]:
+        return [{"color": color} for color in self.colors]  # in _BUTTONS order
+
+    def _aim(self, index: int) -> None:
+        self.target = _BUTTONS[index]
 
     def success(self, world: World) -> bool:
         return world.joint_value(self.target) < PRESSED

@@ -22,6 +22,7 @@ class PickUp(Task):
         "grab the {color} {object} and raise it",
         "take the {color} {object} off the table",
     )
+    goal_fields = ("color", "object")
 
     def objects_xml(self) -> str:
         return objects.cube("cube_a") + objects.cube("cube_b") + objects.cylinder("cylinder")
@@ -34,8 +35,17 @@ class PickUp(Task):
             world.set_free_pose(body, [*xy, _REST_Z[shape]], rng.uniform(-np.pi, np.pi))
             world.set_rgba(body, objects.COLORS[color])
         index = int(rng.integers(len(_OBJECTS)))
-        self.target = list(_OBJECTS)[index]
+        self.colors, self.target = colors, list(_OBJECTS)[index]
         return {"color": colors[index], "object": _OBJECTS[self.target]}
+
+    def goals(self) -> list[dict[str, str]]:
+        return [
+            {"color": color, "object": shape}
+            for color, shape in zip(self.colors, _OBJECTS.values(), strict=True)
+        ]
+
+    def _aim(self, index: int) -> None:
+        self.target = list(_OBJECTS)[index]
 
     def success(self, world: World) -> bool:
         lifted = world.body_pos(self.target)[2] > _REST_Z[_OBJECTS[self.target]] + LIFT_HEIGHT

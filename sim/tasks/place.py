@@ -22,6 +22,7 @@ class PlaceInBin(Task):
         "drop the {color} cube in the bin",
         "move the {color} cube into the bin",
     )
+    goal_fields = ("color",)
 
     def objects_xml(self) -> str:
         return "".join(objects.cube(c) for c in _CUBES) + objects.bin_("bin", _BIN_INNER, _BIN_WALL)
@@ -35,8 +36,14 @@ class PlaceInBin(Task):
             world.set_free_pose(cube, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
             world.set_rgba(cube, objects.COLORS[color])
         index = int(rng.integers(len(_CUBES)))
-        self.target = _CUBES[index]
+        self.colors, self.target = colors, _CUBES[index]
         return {"color": colors[index]}
+
+    def goals(self) -> list[dict[str, str]]:
+        return [{"color": color} for color in self.colors]  # in _CUBES order
+
+    def _aim(self, index: int) -> None:
+        self.target = _CUBES[index]
 
     def success(self, world: World) -> bool:
         offset = world.body_pos(self.target) - world.body_pos("bin")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import permutations
+
 import numpy as np
 
 from sim import objects
@@ -9,6 +11,7 @@ from sim.tasks.base import PlanStep, Task, pick_and_place, pick_colors, sample_p
 from sim.world import World
 
 _CUBES = ("cube_a", "cube_b", "cube_c")
+_PAIRS = list(permutations(range(len(_CUBES)), 2))  # (top, bottom) indices: the goals, in a fixed order
 
 
 class Stack(Task):
@@ -20,6 +23,7 @@ class Stack(Task):
         "place the {top} cube onto the {bottom} cube",
         "pile the {top} cube on the {bottom} cube",
     )
+    goal_fields = ("top", "bottom")
 
     def objects_xml(self) -> str:
         return "".join(objects.cube(c) for c in _CUBES)
@@ -30,8 +34,16 @@ class Stack(Task):
             world.set_free_pose(cube, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
             world.set_rgba(cube, objects.COLORS[color])
         top, bottom = rng.choice(len(_CUBES), size=2, replace=False)
-        self.top, self.bottom = _CUBES[top], _CUBES[bottom]
+        self.colors = colors
+        self._aim(_PAIRS.index((int(top), int(bottom))))
         return {"top": colors[top], "bottom": colors[bottom]}
+
+    def goals(self) -> list[dict[str, str]]:
+        return [{"top": self.colors[top], "bottom": self.colors[bottom]} for top, bottom in _PAIRS]
+
+    def _aim(self, index: int) -> None:
+        top, bottom = _PAIRS[index]
+        self.top, self.bottom = _CUBES[top], _CUBES[bottom]
 
     def success(self, world: World) -> bool:
         offset = world.body_pos(self.top) - world.body_pos(self.bottom)

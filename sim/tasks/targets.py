@@ -5,6 +5,8 @@ The same scene under different verbs makes the instruction, not the layout, deci
 
 from __future__ import annotations
 
+from itertools import product
+
 import numpy as np
 
 from sim import objects
@@ -22,6 +24,7 @@ from sim.world import World
 
 _CUBES = ("cube_a", "cube_b")
 _PADS = ("pad_a", "pad_b")
+_PAIRS = list(product(range(len(_CUBES)), range(len(_PADS))))  # (cube, pad) indices: the goals, in order
 _ON_TARGET = 0.035  # m, cube centre to pad centre
 _PUSH_Z = 0.026  # m, TCP height while pushing
 _CLEAR_Z = 0.08  # m, TCP height when moving around the cube
@@ -35,6 +38,8 @@ def _clearance(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
 
 
 class _TargetScene(Task):
+    goal_fields = ("color", "target")
+
     def objects_xml(self) -> str:
         return "".join(objects.cube(c) for c in _CUBES) + "".join(objects.pad(p) for p in _PADS)
 
@@ -51,8 +56,18 @@ class _TargetScene(Task):
         for body, color, xy in zip(_PADS, pad_colors, points[2:], strict=True):
             world.set_body_pos(body, [*xy, 0.001])
             world.set_rgba(body, objects.COLORS[color])
-        self.cube, self.pad = _CUBES[cube], _PADS[pad]
+        self.cube_colors, self.pad_colors = cube_colors, pad_colors
+        self._aim(_PAIRS.index((cube, pad)))
         return {"color": cube_colors[cube], "target": pad_colors[pad]}
+
+    def goals(self) -> list[dict[str, str]]:
+        # The layout keeps the other cube off the drawn goal's push path only: another goal's path may
+        # pass by it (the scene is the plain reset's, whichever goal is then chosen).
+        return [{"color": self.cube_colors[c], "target": self.pad_colors[p]} for c, p in _PAIRS]
+
+    def _aim(self, index: int) -> None:
+        cube, pad = _PAIRS[index]
+        self.cube, self.pad = _CUBES[cube], _PADS[pad]
 
     def on_target(self, world: World) -> bool:
         offset = world.body_pos(self.cube) - world.body_pos(self.pad)

@@ -1,0 +1,212 @@
+"""Does the policy read its instruction? ``vla-eval instruction=[normal,swap,blank,heldout]``.
+
+On the language tasks (``sim.language_tasks()``) the instruction picks the goal among the scene's
+alternatives, so a policy that ignores it succeeds only by chance. Each mode runs the same seeds (the same
+scenes) with another instruction:
+
+- ``normal``: the instruction the seed draws (``vla-eval``'s default);
+- ``swap``: the instruction names another goal of the same scene, drawn from the seed alone (an rng seeded
+  with ``[seed, crc32("swap")]`` picks among the goals other than the drawn one); success is judged on the
+  named goal, so a policy that ignores the instruction mostly fails;
+- ``blank``: the policy is given ``""``; success is judged on the drawn goal, whose chance level is
+  ``1 / number of goals`` (one for the drawers, which need no instruction);
+- ``heldout``: the instruction uses the task's held-out template (``sim.holdout_templates``: by default
+  the last, the one ``vla-record holdout_templates=last`` never recorded).
+
+The environment side (``EvalEnv``) resets with ``reset_episode``; ``evaluate`` runs the modes and files
+their results under ``results["instruction_modes"][mode]`` (docs/evaluation.md). Module-level imports stay
+free of torch, as for ``policies.evaluation.evaluate``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+import sim
+from policies.reports.results import rate_with_interval, summary_document
+from sim.contract import OBS_INSTRUCTION
+
+NORMAL, SWAP, BLANK, HELDOUT = "normal", "swap", "blank", "heldout"
+MODES = (NORMAL, SWAP, BLANK, HELDOUT)
+NEEDS_ALTERNATIVES = (SWAP, HELDOUT)  # modes that only make sense where the instruction picks the goal
+# Facts an episode of a mode other than normal adds to its entry in results.json.
+POLICY_INSTRUCTION = "policy_instruction"  # what the policy read ("" for blank)
+ORIGINAL_INSTRUCTION = "original_instruction"  # what the seed's plain reset says (differs for swap, heldout)
+NUM_GOALS = "num_goals"  # the scene's goals: blank's chance level is 1 / num_goals
+EPISODE_KEYS = (POLICY_INSTRUCTION, ORIGINAL_INSTRUCTION, NUM_GOALS)
+
+
+def resolve_modes(spec: Any) -> list[str]:
+    """``"swap"`` or ``["normal", "swap", ...]`` -> the modes in order, each once; else ``ValueError``."""
+    modes = [spec] if isinstance(spec, str) else list(spec or [])
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"unknown instruction modes {unknown or modes}; valid modes: {list(MODES)}")
+    return list(dict.fromkeys(modes))
+
+
+def check_modes(modes: Sequence[str], tasks: Sequence[str]) -> None:
+    """``swap`` and ``heldout`` need tasks whose instruction picks among alternatives: not the drawers."""
+    language = sim.language_tasks()
+    for mode in modes:
+        for task in tasks:
+            if mode in NEEDS_ALTERNATIVES and task not in language:
+                raise ValueError(
+                    f"instruction={mode} needs a task whose instruction picks the goal among alternatives; "
+                    f"{task} has a single goal ([{{}}], its scene decides), so it has no other goal to "
+                    f"name and no held-out template. Tasks with alternatives: {language} (blank works on "
+                    "every task)"
+                )
+
+
+def heldout_templates(modes: Sequence[str], tasks: Sequence[str], spec: Any) -> dict[str, str]:
+    """The held-out template of each of ``tasks`` when ``heldout`` is among ``modes``, else ``{}``."""
+    if HELDOUT not in modes:
+        return {}
+    held = sim.holdout_templates(spec)
+    if not held:
+        raise ValueError("instruction=heldout needs holdout_templates: last, or a mapping task -> template")
+    return {task: held[task] for task in tasks}
+
+
+def top_level_mode(modes: Sequence[str]) -> str:
+    """The mode whose results stay at the results document's top level: normal when run, else the first."""
+    return NORMAL if NORMAL in modes else modes[0]
+
+
+def swap_goal(seed: int, goals: list[dict], current: dict) -> dict:
+    """Another goal of the scene than ``current``, drawn from ``seed`` alone (reproducible, no shared rng)."""
+    others = [goal for goal in goals if goal != current]
+    if not others:
+        raise ValueError(f"no goal to swap to: the scene's only goal is {current}")
+    return others[int(np.random.default_rng([seed, zlib.crc32(SWAP.encode())]).integers(len(others)))]
+
+
+def reset_episode(env, seed: int | None, mode: str, template: str | None = None) -> tuple[dict, dict]:
+    """``env.reset(seed=seed)`` as ``mode`` has it; the mode's facts are added to ``info`` (not for normal).
+
+    ``info["instruction"]`` always names the goal success is judged on; ``info["policy_instruction"]`` is
+    what the policy reads (``""`` for blank)."""
+    if mode == NORMAL:
+        return env.reset(seed=seed)
+    task = env.unwrapped.task
+    obs, info = env.reset(seed=seed)
+    original = info["instruction"]
+    if mode == SWAP:
+        obs, info = env.reset(seed=seed, options={"goal": swap_goal(seed, task.goals(), task.goal)})
+    elif mode == HELDOUT:
+        obs, info = env.reset(seed=seed, options={"template": template})
+    obs = policy_view(obs, mode)
+    extra = {
+        POLICY_INSTRUCTION: obs[OBS_INSTRUCTION],
+        ORIGINAL_INSTRUCTION: original,
+        NUM_GOALS: len(task.goals()),
+    }
+    return obs, {**info, **extra}
+
+
+def policy_view(obs: dict, mode: str) -> dict:
+    """The observation as the policy reads it: blank hides the instruction."""
+    return {**obs, OBS_INSTRUCTION: ""} if mode == BLANK else obs
+
+
+@contextmanager
+def blank_instructions_allowed(policy):
+    """While ``blank`` runs: a policy that refuses an empty instruction by default (``VLAPolicy``, whose
+    ``allow_blank_instruction`` protects the server from clients that forgot it) accepts it."""
+    inner = policy
+    while "policy" in getattr(inner, "__dict__", {}):
+        # Through wrappers (EncodedFrames, whose attribute reads reach the wrapped policy but whose
+        # writes would stay on the wrapper) to the policy that checks.
+        inner = inner.__dict__["policy"]
+    if not hasattr(inner, "allow_blank_instruction"):
+        yield
+        return
+    before = inner.allow_blank_instruction
+    inner.allow_blank_instruction = True
+    try:
+        yield
+    finally:
+        inner.allow_blank_instruction = before
+
+
+# -- the results ------------------------------------------------------------------------------------------
+def mode_document(mode: str, tasks: dict[str, dict]) -> dict:
+    """One mode's results: the task entries, their mean and its interval; blank adds the chance levels."""
+    document = summary_document(tasks)
+    if mode == BLANK:
+        for entry in tasks.values():
+            goals = [episode[NUM_GOALS] for episode in entry["episode_results"]]
+            entry["chance"] = float(np.mean([1 / n for n in goals]))
+        document["mean_chance"] = float(np.mean([entry["chance"] for entry in tasks.values()]))
+    return document
+
+
+def instruction_protocol(modes: Sequence[str], templates: dict[str, str], documents: dict) -> dict:
+    """``protocol["instruction"]``: the modes, which one the top level holds, held-out templates, chance."""
+    protocol = {"modes": list(modes), "top_level": top_level_mode(modes)}
+    if SWAP in modes:
+        protocol["swap"] = 'another goal of the scene, drawn by default_rng([seed, crc32("swap")])'
+    if HELDOUT in modes:
+        protocol["heldout_templates"] = dict(templates)
+    if BLANK in modes:
+        protocol["chance"] = {task: entry["chance"] for task, entry in documents[BLANK]["tasks"].items()}
+    return protocol
+
+
+def instruction_markdown(document: dict) -> str:
+    """The report's instruction-following table (a column per mode), or ``""`` for a normal-only run."""
+    modes = document.get("instruction_modes")
+    if not modes:
+        return ""
+    names = list(modes)
+    rows = [f"| task | {' | '.join(names)} |", "|---|" + "---:|" * len(names)]
+    for task in next(iter(modes.values()))["tasks"]:
+        cells = [_cell(modes[mode]["tasks"][task], mode) for mode in names]
+        rows.append(f"| {task} | {' | '.join(cells)} |")
+    means = []
+    for mode in names:
+        mean = f"**{rate_with_interval(modes[mode]['mean_success'], modes[mode]['mean_ci95'])}**"
+        means.append(f"{mean} (chance {modes[mode]['mean_chance']:.0%})" if mode == BLANK else mean)
+    rows.append(f"| **mean** | {' | '.join(means)} |")
+    return (
+        "## Instruction following\n\n" + "\n".join(rows) + "\n\nThe same seeds (scenes) in every mode. "
+        "swap: the instruction names another goal of the scene, success judged on it; blank: the policy "
+        "reads an empty instruction, success judged on the drawn goal (chance: 1 / the scene's goals); "
+        "heldout: the task's held-out template (`protocol.instruction.heldout_templates`). Success with its "
+        "Wilson 95% interval.\n"
+    )
+
+
+def _cell(entry: dict, mode: str) -> str:
+    cell = f"{rate_with_interval(entry['success_rate'], entry['ci95'])} ({entry['successes']}/{entry['episodes']})"
+    return f"{cell} (chance {entry['chance']:.0%})" if mode == BLANK else cell
+
+
+# -- the API the apps call ----------------------------------------------------------------------------------
+def evaluate_instruction_following(
+    checkpoint_or_policy,
+    tasks: Any = None,
+    episodes_per_task: int = 20,
+    modes: Any = (NORMAL, SWAP),
+    **evaluate_options,
+) -> dict:
+    """Evaluate ``modes`` on ``tasks`` (default: every language task); return the results document, whose
+    ``instruction_modes[mode]`` holds each mode's results and ``instruction_markdown(document)`` renders
+    them. ``evaluate_options``: ``policies.evaluation.evaluate.evaluate``'s (seed, num_envs, split, out,
+    holdout_templates, ...)."""
+    from policies.evaluation.evaluate import evaluate  # evaluate imports this module
+
+    tasks = sim.language_tasks() if tasks is None else tasks
+    return evaluate(
+        checkpoint_or_policy,
+        tasks,
+        episodes_per_task,
+        instruction=list(resolve_modes(modes)),
+        **evaluate_options,
+    )
