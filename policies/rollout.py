@@ -91,14 +91,16 @@ def run_episode(
     record_video: bool = False,
     record_steps: bool = False,
     executed_labels: bool = False,
+    options: dict | None = None,
 ) -> EpisodeResult:
     """Reset ``env`` with ``seed`` and run ``policy`` until the episode terminates or is truncated.
 
     ``record_video`` keeps ``env.render()`` frames; ``record_steps`` keeps every observation with the
     action to learn from it (a demonstration): the policy's ``LABEL_ACTIONS`` if it gives them, or the
-    executed action with ``executed_labels`` (or when it gives none).
+    executed action with ``executed_labels`` (or when it gives none). ``options`` go to ``env.reset``
+    (e.g. ``{"goal": ...}``).
     """
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options=options)
     policy.reset()
     frames = [env.render()] if record_video else None
     recorder = _StepRecorder() if record_steps else None

@@ -12,6 +12,7 @@
 Tasks are also registered with gymnasium as ``vla/<TaskName>-v0``.
 """
 
+import functools
 from typing import Any
 
 from sim import gl
@@ -37,6 +38,7 @@ __all__ = [
     "RenderConfig",
     "ScriptedExpert",
     "TabletopEnv",
+    "goal_count",
     "gym_id",
     "holdout_templates",
     "language_tasks",
@@ -77,6 +79,17 @@ def _task_name(task: str) -> str:
 def make(task: str, **options) -> TabletopEnv:
     """Build a task's environment by name (``"PickUp"`` or ``"vla/PickUp-v0"``); options: ``EnvConfig`` fields."""
     return gym.make(gym_id(_task_name(task)), disable_env_checker=True, **options)
+
+
+@functools.cache
+def goal_count(task: str) -> int:
+    """How many goals a scene of ``task`` offers its instruction (1 for the drawers): every scene of a task
+    places the same objects, so one reset tells."""
+    env = make(task, cameras=())
+    env.reset(seed=0)
+    count = len(env.unwrapped.task.goals())
+    env.close()
+    return count
 
 
 def make_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:

@@ -8,7 +8,7 @@ import pytest
 
 import sim
 from policies.apps.demo import DemoConfig, run_demo
-from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+from vla.model.config import ConnectorConfig, LanguageConfig, LLMConfig, ModelConfig, VisionConfig
 
 
 def test_record_train_evaluate_report_end_to_end(tmp_path):
@@ -18,15 +18,19 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
         llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
         image_size=[32, 32],
         chunk_size=4,
+        language=LanguageConfig(encoder="minilm"),
     )
     config = DemoConfig(
         out=str(tmp_path / "demo"),
         tasks=["PressButton"],
         episodes_per_task=2,
+        goals_per_scene=2,
         workers=1,
         steps=3,
         batch_size=4,
         eval_episodes=2,
+        instruction_eval=["swap", "blank"],
+        instruction_episodes=1,
         n_action_steps=2,
         model=model,
     )
@@ -43,6 +47,18 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     assert (out / "training_curves.png").stat().st_size > 0
     assert "training curves" in (out / "report.md").read_text()
     assert list((out / "videos").glob("*.mp4"))
+    # Does it read its instruction: the swap and blank modes beside the normal results, in the report too.
+    modes = saved["instruction_modes"]
+    assert (
+        list(modes) == ["normal", "swap", "blank"] and modes["swap"]["tasks"]["PressButton"]["episodes"] == 1
+    )
+    assert modes["normal"]["tasks"]["PressButton"] == saved["tasks"]["PressButton"]
+    assert saved["protocol"]["instruction"]["chance"]["PressButton"] == pytest.approx(1 / 3)
+    assert "Instruction following" in (out / "report.md").read_text()
+    with pytest.raises(ValueError, match="language task"):
+        DemoConfig(tasks=["OpenDrawer"], instruction_eval=["swap"])
+    with pytest.raises(ValueError, match="beside normal"):
+        DemoConfig(tasks=["PressButton"], instruction_eval=["normal", "swap"])
 
 
 def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tmp_path):

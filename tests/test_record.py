@@ -254,3 +254,24 @@ def test_a_settings_file_from_before_held_out_templates_reads_as_none_held_out(t
 def test_bad_held_out_templates_are_rejected_naming_the_choices(holdout, message):
     with pytest.raises(ValueError, match=message):
         RecordConfig(holdout_templates=holdout)
+
+
+def test_goals_per_scene_records_each_scene_once_per_goal(tmp_path):
+    """Counterfactual demonstrations: the same layout with each button named, so only the words differ."""
+    import re
+
+    out = tmp_path / "demos"
+    options = {"task": ["PressButton", "OpenDrawer"], "out": str(out), "cameras": ["agentview"], **SMALL}
+    record(RecordConfig(episodes_per_task=6, goals_per_scene=3, **options))
+    rows = load_meta(out).episodes
+    buttons = [row for row in rows if row["vla/sim_task"] == "PressButton"]
+    assert [row["vla/seed"] for row in buttons] == [0, 0, 0, 1, 1, 1]
+    for scene in (buttons[:3], buttons[3:]):
+        colours = {re.search(r"the (\w+) button", row["tasks"][0]).group(1) for row in scene}
+        assert len(colours) == 3, "each scene is recorded once per button"
+    # A task whose scene decides (one goal) records one episode per scene, as without the option.
+    assert [row["vla/seed"] for row in rows if row["vla/sim_task"] == "OpenDrawer"] == list(range(6))
+    stored = json.loads((out / "meta" / "recording.json").read_text())["settings"]
+    assert stored["goals_per_scene"] == 3
+    with pytest.raises(DatasetError, match="goals_per_scene"):
+        record(RecordConfig(episodes_per_task=7, **options))

@@ -16,13 +16,21 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+import sim
 from policies.evaluation import report as eval_report
 from policies.evaluation.evaluate import EvalConfig, run
+from policies.evaluation.instruction import (
+    NORMAL,
+    evaluate_instruction_following,
+    mode_document,
+    resolve_modes,
+)
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from policies.threads import passive_openmp
@@ -51,7 +59,15 @@ class DemoConfig:
     # training: auto (continue <out>/train; a changed schedule or dataset is refused, naming the differences) |
     # force (continue it even so) | never (refuse an out/train that holds a run)
     resume: str = "auto"
+    # Counterfactual recording: each scene with up to this many of its goals (vla-record goals_per_scene)
+    goals_per_scene: int = 1
+    # Templates kept out of recording and used by the heldout evaluation: none | last | {task: template}
+    holdout_templates: Any = None
     eval_episodes: int = 50  # closed-loop episodes per task
+    # Does the policy read its instruction? Modes evaluated on the language tasks beside the normal
+    # evaluation: swap | blank | heldout (policies.evaluation.instruction), on the same held-out seeds.
+    instruction_eval: list[str] = field(default_factory=list)
+    instruction_episodes: int = 0  # episodes per task of those modes; 0: eval_episodes
     eval_split: str = "heldout"  # the evaluation's seeds: heldout (reported) | tune (policies/seeds.py)
     eval_num_envs: int = 2  # vectorized environments of the evaluation (spawned processes when > 1)
     n_action_steps: int = 5
@@ -85,14 +101,31 @@ class DemoConfig:
             "eval_episodes",
             "eval_num_envs",
             "n_action_steps",
+            "goals_per_scene",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.instruction_eval = resolve_modes(self.instruction_eval) if self.instruction_eval else []
+        if NORMAL in self.instruction_eval:
+            raise ValueError(
+                "instruction_eval lists the modes beside normal, which the eval stage always runs"
+            )
+        if self.instruction_eval and not self.language_tasks:
+            raise ValueError(
+                f"instruction_eval needs a language task among tasks {self.tasks}; they are {sim.language_tasks()}"
+            )
+        sim.holdout_templates(self.holdout_templates)  # valid, or an error naming the templates
+        if self.instruction_episodes < 0:
+            raise ValueError(f"instruction_episodes must be >= 0, got {self.instruction_episodes}")
         if self.n_action_steps > self.model.chunk_size:
             raise ValueError(
                 f"n_action_steps ({self.n_action_steps}) must be <= model.chunk_size ({self.model.chunk_size}): "
                 "the policy predicts only chunk_size actions at a time"
             )
+
+    @property
+    def language_tasks(self) -> list[str]:
+        return [task for task in self.tasks if task in sim.language_tasks()]
 
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
@@ -125,6 +158,8 @@ def _record(config: DemoConfig, dataset: Path) -> None:
             noise=config.noise,
             out=str(dataset),
             workers=config.workers,
+            goals_per_scene=config.goals_per_scene,
+            holdout_templates=config.holdout_templates,
         )
     )
 
@@ -148,7 +183,37 @@ def _evaluate(config: DemoConfig, run_dir: Path) -> dict:
         torch_threads=config.torch_threads,
         out=str(config.out),
     )
-    return run(eval_config)
+    document = run(eval_config)
+    if config.instruction_eval:
+        _add_instruction_modes(config, eval_config, document)
+    return document
+
+
+def _add_instruction_modes(config: DemoConfig, eval_config: EvalConfig, document: dict) -> None:
+    """Evaluate ``config.instruction_eval`` on the language tasks and put them beside the normal results
+    (``instruction_modes``, ``protocol.instruction``), so the report shows the instruction-following table."""
+    tasks = config.language_tasks
+    extra = evaluate_instruction_following(
+        eval_config.checkpoint,
+        tasks,
+        config.instruction_episodes or config.eval_episodes,
+        modes=config.instruction_eval,
+        split=config.eval_split,
+        num_envs=config.eval_num_envs,
+        n_action_steps=config.n_action_steps,
+        device=eval_config.device,
+        holdout_templates=config.holdout_templates or "last",
+        out=config.out,
+    )
+    normal = mode_document(NORMAL, {task: document["tasks"][task] for task in tasks})
+    modes = {NORMAL: normal, **extra["instruction_modes"]}
+    document["instruction_modes"] = modes
+    document["protocol"]["instruction"] = {
+        **extra["protocol"]["instruction"],
+        "modes": list(modes),
+        "top_level": NORMAL,
+        "instruction_episodes": config.instruction_episodes or config.eval_episodes,
+    }
 
 
 def run_demo(config: DemoConfig) -> dict | None:

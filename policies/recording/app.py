@@ -3,6 +3,7 @@
     vla-record task=all episodes_per_task=50 out=data/demos workers=2
     vla-record task=[PickUp,Stack] episodes_per_task=10 out=data/demos keep=all noise=0.05
     vla-record task=all out=data/demos holdout_templates=last   # keep a paraphrase for vla-eval heldout
+    vla-record task=[PressButton,PickUp] goals_per_scene=3       # each scene once per object it can name
 
 Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
 episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
@@ -68,6 +69,10 @@ class RecordConfig:
     # Instruction templates never recorded, for vla-eval instruction=heldout: none, last (each language
     # task's last template) or {task: template text or index} (the others: their last). sim.holdout_templates
     holdout_templates: Any = None
+    # Counterfactual demonstrations: each scene (seed) is recorded with up to this many of the goals its
+    # instruction can name, so the same layout appears with different targets and only the words tell them
+    # apart. A task's k-th attempt is scene seed + k // n, goal (drawn goal + k % n), n = min(this, its goals).
+    goals_per_scene: int = 1
 
     def __post_init__(self):
         self.task = sim.resolve_tasks(self.task)
@@ -79,8 +84,10 @@ class RecordConfig:
             raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers < 1 or self.goals_per_scene < 1:
+            raise ValueError(
+                f"workers and goals_per_scene must be >= 1, got {self.workers}, {self.goals_per_scene}"
+            )
         _check_recording_seed(self.seed)
         if self.policy != "expert":
             raise ValueError(
@@ -147,10 +154,12 @@ def _jobs(
     def open_tasks() -> list[str]:
         return [t for t in needed if added[t] < needed[t] and attempts[t] < budget[t]]
 
+    per_scene = {task: min(config.goals_per_scene, sim.goal_count(task)) for task in needed}
     while open_tasks():
         for task in open_tasks():
-            _check_recording_seed(config.seed + attempts[task])
-            yield EpisodeJob(task, attempts[task], config.seed + attempts[task])
+            scene, rotation = divmod(attempts[task], per_scene[task])
+            _check_recording_seed(config.seed + scene)
+            yield EpisodeJob(task, attempts[task], config.seed + scene, rotation)
             attempts[task] += 1
 
 

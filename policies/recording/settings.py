@@ -39,9 +39,10 @@ COMPARED = (
     "cameras",
     "codec",
     "holdout_templates",
+    "goals_per_scene",
 )
 # Settings stored since a later version, with the value the datasets recorded before it had.
-LATER = {"holdout_templates": {}}
+LATER = {"holdout_templates": {}, "goals_per_scene": 1}
 
 
 def settings_of(config) -> dict:
@@ -57,6 +58,7 @@ def settings_of(config) -> dict:
         "codec": config.codec,
         # Resolved (task -> the template never recorded), so "last" and its spelled-out mapping compare equal.
         "holdout_templates": sim.holdout_templates(config.holdout_templates),
+        "goals_per_scene": int(config.goals_per_scene),
     }
 
 

@@ -21,8 +21,9 @@ _ENVS: dict[tuple, object] = {}  # per process: (task, image_size, cameras, held
 @dataclass(frozen=True)
 class EpisodeJob:
     task: str
-    attempt: int  # the task's k-th attempt; seed = base seed + attempt
-    seed: int
+    attempt: int  # the task's k-th attempt
+    seed: int  # the scene: base seed + attempt, or + attempt // goals_per_scene
+    rotation: int = 0  # > 0: the goal this many places after the scene's drawn one in task.goals()
 
 
 @dataclass
@@ -53,14 +54,30 @@ def _env(task: str, settings: dict):
     return _ENVS[key]
 
 
+def _rotated_goal(env, job: EpisodeJob) -> dict | None:
+    """Reset options aiming the scene of ``job.seed`` at the goal ``job.rotation`` places after its own."""
+    if job.rotation == 0:
+        return None
+    env.reset(seed=job.seed)
+    task = env.unwrapped.task
+    goals = task.goals()
+    return {"goal": goals[(goals.index(task.goal) + job.rotation) % len(goals)]}
+
+
 def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
     """Run the scripted expert for ``job`` and encode each camera's frames into the staging folder."""
     env = _env(job.task, settings)
     fps = env.unwrapped.config.control_hz
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
-    expert = sim.make_expert(env, noise=settings["noise"], seed=job.seed)
+    noise_seed = job.seed if job.rotation == 0 else [job.seed, job.rotation]  # each goal its own noise
+    expert = sim.make_expert(env, noise=settings["noise"], seed=noise_seed)
     result = run_episode(
-        env, expert, job.seed, record_steps=True, executed_labels=settings["executed_labels"]
+        env,
+        expert,
+        job.seed,
+        record_steps=True,
+        executed_labels=settings["executed_labels"],
+        options=_rotated_goal(env, job),
     )
     steps = result.steps
     videos = {}
