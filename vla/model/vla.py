@@ -45,7 +45,7 @@ class VLA(nn.Module):
         hidden = self.backbone.hidden_size
         language = config.language
         self.language = InstructionEncoder(language, hidden) if language.enabled else None
-        film = hidden if language.enabled and language.film else 0
+        film = self.language.feature_dim if language.enabled and language.film else 0
         self.vision = build_vision_encoder(
             config.vision, tuple(config.image_size), config.cameras, pretrained, condition_dim=film
         )
@@ -96,10 +96,10 @@ class VLA(nn.Module):
             raise ValueError(f"batch lacks cameras {missing}; it has {sorted(batch['images'])}")
         images = torch.stack([batch["images"][c].to(self.device) for c in self.config.cameras], dim=1)
         language = self.config.language
-        instruction = None
+        condition, instruction = None, None
         if self.language is not None:
-            instruction = self.language(list(batch["instruction"]), self.device)  # (B, H)
-        condition = instruction if language.enabled and language.film else None
+            features, instruction = self.language(list(batch["instruction"]), self.device)  # (B, F), (B, H)
+            condition = features if language.film else None
         image_tokens = self.connector(self.vision(images, condition))  # (B, N*T, H)
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
         prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
