@@ -82,3 +82,25 @@ def test_language_config_errors_name_the_problem():
         ModelConfig(vision=VisionConfig(kind="vit", patch=8), image_size=[32, 32], language=LANGUAGE)
     with pytest.raises(ValueError, match=r"no config\.json"):
         InstructionEncoder(LanguageConfig(encoder="minilm", path="/nonexistent"), 32)
+
+
+def test_instruction_keypoints_follow_the_words(dataset, batch):
+    """Keypoints whose filter is made from the instruction: another instruction moves them; training
+    reaches the query map; without the language encoder it is a configuration error."""
+    from vla.model.config import ConnectorConfig
+
+    keypoints = ConnectorConfig(kind="keypoints", num_queries=2, keypoints=4, instruction_keypoints=2)
+    grid = VisionConfig(kind="resnet18", width=64, stages=2)  # a 4x4 feature grid at 32x32 pixels
+    torch.manual_seed(0)
+    config = small_config(language=LANGUAGE, connector=keypoints, vision=grid, goal_loss=1.0)
+    vla = VLA(config, dataset.stats)
+    _, _, parts = vla._prefix(batch)
+    other = {**batch, "instruction": ["press the blue button"] * len(batch["instruction"])}
+    _, _, other_parts = vla._prefix(other)
+    assert not torch.allclose(parts["images"], other_parts["images"])
+    vla.loss(batch)["loss"].backward()
+    assert vla.connector.queries.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs model.language"):
+        VLA(small_config(connector=keypoints, vision=grid), dataset.stats)
+    with pytest.raises(ValueError, match="for kind 'keypoints'"):
+        ConnectorConfig(kind="mlp", instruction_keypoints=2)

@@ -65,8 +65,15 @@ class ConnectorConfig:
     depth: int = 2
     heads: int = 4
     keypoints: int = 32
+    # keypoints only: maps whose filter is made from the instruction (needs model.language), so where the
+    # named object is reaches the LLM directly (vla/model/connector.py)
+    instruction_keypoints: int = 0
 
     def __post_init__(self):
+        if self.instruction_keypoints < 0:
+            raise ValueError(f"connector.instruction_keypoints must be >= 0, got {self.instruction_keypoints}")
+        if self.instruction_keypoints and self.kind != "keypoints":
+            raise ValueError(f"connector.instruction_keypoints is for kind 'keypoints', got {self.kind!r}")
         if self.kind not in CONNECTOR_KINDS:
             raise ValueError(f"connector.kind must be one of {CONNECTOR_KINDS}, got {self.kind!r}")
         _positive(

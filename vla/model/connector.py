@@ -8,12 +8,18 @@
   feature maps each become their expected (x, y) in the image, and an MLP maps these positions to
   ``num_queries`` tokens per camera. Reaching a thing needs where it is; patch tokens only carry that
   implicitly, and from scratch on little data a network learns it far more slowly.
+  ``instruction_keypoints`` adds maps whose 1x1 filter is made from the instruction (a linear map of the
+  language features, vla/model/language.py): each is a dot product of an instruction query with every
+  patch, so "the red cube" can light up the red cube's patches directly, a one-step (bilinear) path from
+  the words to where the named object is, which FiLM through the whole encoder learns far more slowly.
 
 Cameras are mapped independently with the same weights; the vision encoder's camera embedding already tells
 them apart. Tokens come out camera after camera, in the encoder's camera order.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -29,17 +35,24 @@ class Connector(nn.Module):
         self.in_dim, self.out_dim, self.num_patches = in_dim, out_dim, num_patches
         self.tokens_per_camera = tokens_per_camera
 
-    def map_camera(self, features: torch.Tensor) -> torch.Tensor:  # (M, P, C) -> (M, T, D)
-        raise NotImplementedError
+    conditioned = False  # whether map_camera reads the instruction features
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError  # (M, P, C), condition (M, F) -> (M, T, D)
+
+    def forward(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """features (B, N, P, C); ``condition`` (B, F): the instruction features, for a conditioned one."""
         if features.dim() != 4 or features.shape[2:] != (self.num_patches, self.in_dim):
             raise ValueError(
                 f"connector expects features (B, N, {self.num_patches}, {self.in_dim}), "
                 f"got {tuple(features.shape)}"
             )
+        if (condition is not None) != self.conditioned:
+            raise ValueError("an instruction-conditioned connector needs the instruction features, only it")
         batch, cameras = features.shape[:2]
-        tokens = self.map_camera(features.flatten(0, 1))  # (B*N, T, D)
+        if condition is not None:
+            condition = condition.repeat_interleave(cameras, dim=0)  # (B*N, F)
+        tokens = self.map_camera(features.flatten(0, 1), condition)  # (B*N, T, D)
         return tokens.reshape(batch, cameras * self.tokens_per_camera, self.out_dim)  # (B, N*T, D)
 
 
@@ -50,7 +63,7 @@ class MLPConnector(Connector):
         super().__init__(in_dim, out_dim, num_patches, tokens_per_camera=num_patches)
         self.mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
-    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
+    def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         return self.mlp(features)  # (M, P, D)
 
 
@@ -88,7 +101,7 @@ class ResamplerConnector(Connector):
         self.layers = nn.ModuleList(_ResamplerLayer(out_dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(out_dim)
 
-    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
+    def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         patches = self.project(features) + self.position  # (M, P, D)
         queries = self.queries.expand(features.shape[0], -1, -1)  # (M, T, D)
         for layer in self.layers:
@@ -103,9 +116,23 @@ class KeypointConnector(Connector):
     cameras are told apart by their tokens' place in the sequence only.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, grid: tuple[int, int], keypoints: int, tokens: int):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        grid: tuple[int, int],
+        keypoints: int,
+        tokens: int,
+        instruction_keypoints: int = 0,
+        condition_dim: int = 0,
+    ):
         super().__init__(in_dim, out_dim, grid[0] * grid[1], tokens_per_camera=tokens)
         self.maps = nn.Linear(in_dim, keypoints)  # a 1x1 convolution: one attention map per keypoint
+        self.conditioned = instruction_keypoints > 0
+        self.instruction_keypoints = instruction_keypoints
+        if self.conditioned:  # the instruction's 1x1 filters: (F,) -> (instruction_keypoints, C)
+            self.queries = nn.Linear(condition_dim, instruction_keypoints * in_dim)
+        keypoints += instruction_keypoints
         self.log_temperature = nn.Parameter(torch.zeros(()))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid[0]), torch.linspace(-1, 1, grid[1]), indexing="ij")
         positions = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (P, 2), row-major like the patches
@@ -114,8 +141,13 @@ class KeypointConnector(Connector):
             nn.Linear(2 * keypoints, out_dim), nn.GELU(), nn.Linear(out_dim, tokens * out_dim)
         )
 
-    def map_camera(self, features: torch.Tensor) -> torch.Tensor:
-        weights = (self.maps(features) / self.log_temperature.exp()).softmax(dim=1)  # (M, P, K) over P
+    def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.maps(features)  # (M, P, K)
+        if condition is not None:
+            queries = self.queries(condition).view(len(features), self.instruction_keypoints, self.in_dim)
+            named = features @ queries.transpose(1, 2) / math.sqrt(self.in_dim)  # (M, P, K_instruction)
+            logits = torch.cat([logits, named], dim=-1)
+        weights = (logits / self.log_temperature.exp()).softmax(dim=1)  # (M, P, K) over P
         points = weights.transpose(1, 2) @ self.positions  # (M, K, 2): expected x, y in [-1, 1]
         return self.mlp(points.flatten(1)).view(-1, self.tokens_per_camera, self.out_dim)  # (M, T, D)
 
@@ -126,6 +158,7 @@ def build_connector(
     out_dim: int,
     num_patches: int,
     grid: tuple[int, int] | None = None,
+    condition_dim: int = 0,
 ) -> Connector:
     """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``.
 
@@ -150,7 +183,15 @@ def build_connector(
                 "connector 'keypoints' needs a feature grid of at least 2 patches (a larger image_size), "
                 f"got {tuple(grid)}"
             )
+        if cfg.instruction_keypoints and not condition_dim:
+            raise ValueError("connector.instruction_keypoints needs model.language.encoder (the instruction)")
         return KeypointConnector(
-            in_dim, out_dim, (int(grid[0]), int(grid[1])), cfg.keypoints, cfg.num_queries
+            in_dim,
+            out_dim,
+            (int(grid[0]), int(grid[1])),
+            cfg.keypoints,
+            cfg.num_queries,
+            cfg.instruction_keypoints,
+            condition_dim,
         )
     raise ValueError(f"connector.kind must be 'mlp', 'resampler' or 'keypoints', got {cfg.kind!r}")

@@ -49,8 +49,14 @@ class VLA(nn.Module):
         self.vision = build_vision_encoder(
             config.vision, tuple(config.image_size), config.cameras, pretrained, condition_dim=film
         )
+        features = self.language.feature_dim if self.language is not None else 0
         self.connector = build_connector(
-            config.connector, self.vision.out_dim, hidden, self.vision.num_patches, self.vision.grid
+            config.connector,
+            self.vision.out_dim,
+            hidden,
+            self.vision.num_patches,
+            self.vision.grid,
+            condition_dim=features,
         )
         self.state_encoder = StateEncoder(config.state_dim, hidden, dropout=config.state_dropout)
         self.goal_head = None
@@ -96,11 +102,12 @@ class VLA(nn.Module):
             raise ValueError(f"batch lacks cameras {missing}; it has {sorted(batch['images'])}")
         images = torch.stack([batch["images"][c].to(self.device) for c in self.config.cameras], dim=1)
         language = self.config.language
-        condition, instruction = None, None
+        features, instruction = None, None
         if self.language is not None:
             features, instruction = self.language(list(batch["instruction"]), self.device)  # (B, F), (B, H)
-            condition = features if language.film else None
-        image_tokens = self.connector(self.vision(images, condition))  # (B, N*T, H)
+        film = features if language.film else None
+        keypoints = features if self.connector.conditioned else None
+        image_tokens = self.connector(self.vision(images, film), keypoints)  # (B, N*T, H)
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
         prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
         text = self._embed(prompt_ids)  # (B, L, H)
