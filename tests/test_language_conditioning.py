@@ -100,7 +100,7 @@ def test_instruction_keypoints_follow_the_words(dataset, batch):
     assert not torch.allclose(parts["images"], other_parts["images"])
     vla.loss(batch)["loss"].backward()
     assert vla.connector.queries.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="needs model.language"):
+    with pytest.raises(ValueError, match=r"needs model\.language"):
         VLA(small_config(connector=keypoints, vision=grid), dataset.stats)
     with pytest.raises(ValueError, match="for kind 'keypoints'"):
         ConnectorConfig(kind="mlp", instruction_keypoints=2)
