@@ -20,6 +20,13 @@ Fourier moments over the token positions (``moments`` of them; the k-th weights 
 cos(pi k (i + 0.5) / L)), so the second separates words early in the sentence from late ones: "push the red
 cube to the blue target" and "... the blue cube to the red target" differ in it, while mean pooling puts
 them 0.998 apart (cosine). FiLM reads these features; a learned linear map makes the LLM token.
+
+Whitening: the instructions of one dataset share most of their features (the same templates, the same
+nouns); the colour that decides the target is a small part of the vector. ``fit(instructions)``, which
+vla-train calls with the training set's instructions, stores each feature's mean and spread over them (in
+the checkpoint), and the features are standardized with them. On PressButton/PickUp, a colour-query
+keypoint model trained on the raw features stayed at the instruction-blind error on unseen scenes for 800
+steps; on the whitened ones it found the named object (first-frame error 0.57 -> 0.07 normalized) by step 600.
 """
 
 from __future__ import annotations
@@ -89,6 +96,9 @@ class InstructionEncoder(nn.Module):
         self.moments = cfg.moments
         self.feature_dim = cfg.moments * self.text.dim
         self.features: dict[str, torch.Tensor] = {}  # per text, its fixed (feature_dim,) features
+        # Whitening over the training instructions (fit); the identity until then.
+        self.register_buffer("feature_mean", torch.zeros(self.feature_dim))
+        self.register_buffer("feature_scale", torch.ones(self.feature_dim))
         self.token = nn.Sequential(nn.Linear(self.feature_dim, out_dim), nn.LayerNorm(out_dim))
 
     def _features(self, text: str) -> torch.Tensor:
@@ -106,8 +116,22 @@ class InstructionEncoder(nn.Module):
             self.features[text] = F.normalize(F.layer_norm(moments, moments.shape), dim=0)
         return self.features[text]
 
+    @torch.no_grad()
+    def fit(self, instructions: list[str]) -> None:
+        """Standardize the features with their mean and spread over ``instructions`` (a dataset's tasks)."""
+        if len(set(instructions)) < 2:
+            return  # one instruction: nothing to tell apart, keep the identity
+        raw = torch.stack([self._features(text.strip().rstrip(".")) for text in instructions])
+        spread = raw.std(0)
+        # A floor on the spread: a feature nearly constant over the training instructions must not blow up
+        # on a new paraphrase. The 1/sqrt(dim) keeps the whitened vector's norm near 1, as before.
+        floor = 0.1 * spread.mean()
+        self.feature_mean.copy_(raw.mean(0))
+        self.feature_scale.copy_(1.0 / ((spread + floor) * math.sqrt(self.feature_dim)))
+
     def forward(self, instructions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (B, feature_dim), token (B, out_dim)) for B instructions."""
         texts = [text.strip().rstrip(".") for text in instructions]
-        features = torch.stack([self._features(text) for text in texts]).to(device)
+        raw = torch.stack([self._features(text) for text in texts]).to(device)
+        features = (raw - self.feature_mean) * self.feature_scale
         return features, self.token(features)

@@ -87,6 +87,11 @@ class VLA(nn.Module):
             llm.requires_grad_(False)
         return llm
 
+    def fit_instructions(self, instructions: list[str]) -> None:
+        """Called by vla-train with the training set's instructions: the language features' whitening."""
+        if self.language is not None:
+            self.language.fit(list(instructions))
+
     @property
     def device(self) -> torch.device:
         return self.action_ids.device

@@ -151,6 +151,8 @@ def _setup(config: TrainConfig, model_class) -> Run:
         config.dataset, config.model, meta, config.val_fraction, config.cache
     )
     model = model_class.load(resume) if resume is not None else model_class(config.model, train_set.stats)
+    if resume is None and hasattr(model, "fit_instructions"):  # a model that adapts to the instructions
+        model.fit_instructions(train_set.meta.tasks)
     model.train()
     groups = param_groups(model, config.weight_decay)
     params = dict(model.named_parameters())
