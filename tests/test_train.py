@@ -289,3 +289,25 @@ def test_resume_is_exact_with_the_tiny_vla(make_dataset, tmp_path):
     a, b = weights(straight.checkpoint), weights(resumed.checkpoint)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight.val == resumed.val
+
+
+def test_early_frames_are_visited_more_often_and_validation_is_not(make_dataset):
+    """early_frames / early_repeat: the frames before the arm commits to a target weigh more in training."""
+    from collections import Counter
+
+    from vla.data.meta import load_meta
+    from vla.model.config import ModelConfig
+    from vla.train.config import TrainConfig
+    from vla.train.data import make_datasets
+
+    root = make_dataset(episodes=4, lengths=[6, 5, 7, 6])
+    model = ModelConfig(cameras=["agentview", "wrist"], image_size=[32, 32], chunk_size=1)
+    plain, _ = make_datasets(root, model, load_meta(root), 0.25, None)
+    train, val = make_datasets(root, model, load_meta(root), 0.25, None, early_frames=2, early_repeat=3)
+    frames = Counter(int(train[i]["frame_index"]) for i in range(len(train)))
+    episodes = len({int(plain[i]["episode_index"]) for i in range(len(plain))})
+    assert frames[0] == frames[1] == 3 * episodes and frames[2] == episodes
+    assert len(train) == len(plain) + 2 * 2 * episodes
+    assert len(val) == 6  # the held-out episode, each frame once
+    with pytest.raises(ValueError, match="early_repeat"):
+        TrainConfig(dataset="d", early_repeat=0)

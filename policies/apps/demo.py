@@ -53,6 +53,9 @@ class DemoConfig:
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 50
+    # training: each episode's first early_frames frames visited early_repeat times per epoch (TrainConfig)
+    early_frames: int = 0
+    early_repeat: int = 1
     precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     save_every: int = 0  # training steps between checkpoints (a killed run resumes); 0: a tenth of the run
     keep_last: int = 2  # training checkpoints kept on disk, the oldest deleted first; 0 keeps all
@@ -89,9 +92,10 @@ class DemoConfig:
             raise ValueError(
                 f"save_every and keep_last must be >= 0, got {self.save_every}, {self.keep_last}"
             )
-        if self.torch_threads < 0 or self.warmup_steps < 0:
+        if min(self.torch_threads, self.warmup_steps, self.early_frames) < 0:
             raise ValueError(
-                f"torch_threads and warmup_steps must be >= 0, got {self.torch_threads}, {self.warmup_steps}"
+                "torch_threads, warmup_steps and early_frames must be >= 0, got "
+                f"{self.torch_threads}, {self.warmup_steps}, {self.early_frames}"
             )
         for name in (
             "episodes_per_task",
@@ -102,6 +106,7 @@ class DemoConfig:
             "eval_num_envs",
             "n_action_steps",
             "goals_per_scene",
+            "early_repeat",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -141,6 +146,8 @@ def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
         lr=config.lr,
         warmup_steps=min(config.warmup_steps, config.steps // 10),
         precision=config.precision,
+        early_frames=config.early_frames,
+        early_repeat=config.early_repeat,
         val_fraction=0.05,
         val_every=max(1, config.steps // 4),
         save_every=config.save_every or max(1, config.steps // 10),

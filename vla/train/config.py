@@ -47,6 +47,11 @@ class TrainConfig:
     resume: str = RESUME_AUTO
     cache: str | None = None  # VLADataset cache: None (decode videos), "memmap", or a directory
     precision: str = "auto"
+    # The first `early_frames` frames of every training episode are visited `early_repeat` times per epoch:
+    # where the instruction decides the target, only the frames before the arm commits to one teach it
+    # (docs/benchmarks.md, "Following the instruction"); 0 / 1: every frame once.
+    early_frames: int = 0
+    early_repeat: int = 1
 
     def __post_init__(self):
         positive = {
@@ -59,7 +64,9 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        for name in ("warmup_steps", "num_workers", "val_every", "val_batches", "keep_last"):
+        if self.early_repeat < 1:
+            raise ValueError(f"early_repeat must be >= 1 (visits per epoch), got {self.early_repeat}")
+        for name in ("warmup_steps", "num_workers", "val_every", "val_batches", "keep_last", "early_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:

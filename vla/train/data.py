@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -61,8 +62,16 @@ def split_episodes(total: int, val_fraction: float) -> tuple[list[int], list[int
 
 
 def make_datasets(
-    root, model: ModelConfig, meta: DatasetMeta, val_fraction: float, cache
+    root,
+    model: ModelConfig,
+    meta: DatasetMeta,
+    val_fraction: float,
+    cache,
+    early_frames: int = 0,
+    early_repeat: int = 1,
 ) -> tuple[VLADataset, VLADataset | None]:
+    """(train, validation) datasets; the train set visits each episode's first ``early_frames`` frames
+    ``early_repeat`` times (validation stays one visit per frame, so its loss is comparable)."""
     train_episodes, val_episodes = split_episodes(meta.total_episodes, val_fraction)
     options = {
         "cameras": list(model.cameras),
@@ -71,6 +80,9 @@ def make_datasets(
         "cache": cache,
     }
     train = VLADataset(root, episodes=train_episodes, **options)
+    if early_frames and early_repeat > 1:
+        early = train.rows[train.table.frame_index[train.rows] < early_frames]
+        train.rows = np.concatenate([train.rows, *[early] * (early_repeat - 1)])
     val = VLADataset(root, episodes=val_episodes, **options) if val_episodes else None
     return train, val
 

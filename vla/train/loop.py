@@ -148,7 +148,13 @@ def _setup(config: TrainConfig, model_class) -> Run:
     if resume is not None:
         saved_state = check_resumable(resume, config, meta, fingerprint, accelerator.num_processes)
     train_set, val_set = data.make_datasets(
-        config.dataset, config.model, meta, config.val_fraction, config.cache
+        config.dataset,
+        config.model,
+        meta,
+        config.val_fraction,
+        config.cache,
+        config.early_frames,
+        config.early_repeat,
     )
     model = model_class.load(resume) if resume is not None else model_class(config.model, train_set.stats)
     if resume is None and hasattr(model, "fit_instructions"):  # a model that adapts to the instructions

@@ -37,7 +37,9 @@ SCHEDULE_FIELDS = (
     "min_lr_ratio",
     "grad_clip",
 )
-DATA_FIELDS = ("seed", "val_fraction")
+DATA_FIELDS = ("seed", "val_fraction", "early_frames", "early_repeat")
+# Data settings added later, with the value every run before them had.
+LATER_DEFAULTS = {"early_frames": 0, "early_repeat": 1}
 IGNORED_MODEL_FIELDS = ("llm.cache_dir",)  # where converted weights are cached: per machine, not per model
 NOT_RECORDED = "not recorded (a checkpoint from an older vla-train)"
 
@@ -89,7 +91,7 @@ def check_resumable(
         ckpt.field(state, key, state_path)
     if config.resume == RESUME_FORCE:
         return state
-    then = {name: saved.get(name) for name in SCHEDULE_FIELDS + DATA_FIELDS}
+    then = {name: saved.get(name, LATER_DEFAULTS.get(name)) for name in SCHEDULE_FIELDS + DATA_FIELDS}
     then["num_processes"] = state.get("num_processes")
     then |= {f"dataset.{k}": (state.get("dataset") or {}).get(k) for k in fingerprint}
     now = {name: getattr(config, name) for name in SCHEDULE_FIELDS + DATA_FIELDS}
