@@ -9,9 +9,11 @@
   ``num_queries`` tokens per camera. Reaching a thing needs where it is; patch tokens only carry that
   implicitly, and from scratch on little data a network learns it far more slowly.
   ``instruction_keypoints`` adds maps whose 1x1 filter is made from the instruction (a linear map of the
-  language features, vla/model/language.py): each is a dot product of an instruction query with every
-  patch, so "the red cube" can light up the red cube's patches directly, a one-step (bilinear) path from
-  the words to where the named object is, which FiLM through the whole encoder learns far more slowly.
+  language features, vla/model/language.py), over the ResNet stem's stride-4 features, where colour is
+  still nearly the pixels': each is a dot product of an instruction query with every cell, so "the red
+  cube" can light up the red cube directly, a one-step (bilinear) path from the words to where the named
+  object is. FiLM through the whole encoder, or these queries on the last stage's features, learned it far
+  more slowly (docs/benchmarks.md, "Following the instruction").
 
 Cameras are mapped independently with the same weights; the vision encoder's camera embedding already tells
 them apart. Tokens come out camera after camera, in the encoder's camera order.
@@ -40,8 +42,11 @@ class Connector(nn.Module):
     def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # (M, P, C), condition (M, F) -> (M, T, D)
 
-    def forward(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """features (B, N, P, C); ``condition`` (B, F): the instruction features, for a conditioned one."""
+    def forward(
+        self, features: torch.Tensor, condition: torch.Tensor | None = None, stem: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """features (B, N, P, C); for a conditioned connector ``condition`` (B, F), the instruction
+        features, and ``stem`` (B, N, Ps, Cs), the vision encoder's early features."""
         if features.dim() != 4 or features.shape[2:] != (self.num_patches, self.in_dim):
             raise ValueError(
                 f"connector expects features (B, N, {self.num_patches}, {self.in_dim}), "
@@ -52,7 +57,10 @@ class Connector(nn.Module):
         batch, cameras = features.shape[:2]
         if condition is not None:
             condition = condition.repeat_interleave(cameras, dim=0)  # (B*N, F)
-        tokens = self.map_camera(features.flatten(0, 1), condition)  # (B*N, T, D)
+            stem = stem.flatten(0, 1)  # (B*N, Ps, Cs)
+            tokens = self.map_camera(features.flatten(0, 1), condition, stem)
+        else:
+            tokens = self.map_camera(features.flatten(0, 1))  # (B*N, T, D)
         return tokens.reshape(batch, cameras * self.tokens_per_camera, self.out_dim)  # (B, N*T, D)
 
 
@@ -125,31 +133,41 @@ class KeypointConnector(Connector):
         tokens: int,
         instruction_keypoints: int = 0,
         condition_dim: int = 0,
+        stem: tuple[tuple[int, int], int] | None = None,  # the stem's grid (h, w) and channels
     ):
         super().__init__(in_dim, out_dim, grid[0] * grid[1], tokens_per_camera=tokens)
         self.maps = nn.Linear(in_dim, keypoints)  # a 1x1 convolution: one attention map per keypoint
         self.conditioned = instruction_keypoints > 0
         self.instruction_keypoints = instruction_keypoints
-        if self.conditioned:  # the instruction's 1x1 filters: (F,) -> (instruction_keypoints, C)
-            self.queries = nn.Linear(condition_dim, instruction_keypoints * in_dim)
-        keypoints += instruction_keypoints
         self.log_temperature = nn.Parameter(torch.zeros(()))
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid[0]), torch.linspace(-1, 1, grid[1]), indexing="ij")
-        positions = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (P, 2), row-major like the patches
-        self.register_buffer("positions", positions, persistent=False)
+        self.register_buffer("positions", _grid_positions(grid), persistent=False)
+        if (
+            self.conditioned
+        ):  # the instruction's 1x1 filters over the stem: (F,) -> (instruction_keypoints, Cs)
+            stem_grid, self.stem_dim = stem
+            self.queries = nn.Linear(condition_dim, instruction_keypoints * self.stem_dim)
+            self.register_buffer("stem_positions", _grid_positions(stem_grid), persistent=False)
+            keypoints += instruction_keypoints
         self.mlp = nn.Sequential(
             nn.Linear(2 * keypoints, out_dim), nn.GELU(), nn.Linear(out_dim, tokens * out_dim)
         )
 
-    def map_camera(self, features: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.maps(features)  # (M, P, K)
-        if condition is not None:
-            queries = self.queries(condition).view(len(features), self.instruction_keypoints, self.in_dim)
-            named = features @ queries.transpose(1, 2) / math.sqrt(self.in_dim)  # (M, P, K_instruction)
-            logits = torch.cat([logits, named], dim=-1)
-        weights = (logits / self.log_temperature.exp()).softmax(dim=1)  # (M, P, K) over P
+    def map_camera(self, features: torch.Tensor, condition=None, stem=None) -> torch.Tensor:
+        temperature = self.log_temperature.exp()
+        weights = (self.maps(features) / temperature).softmax(dim=1)  # (M, P, K) over P
         points = weights.transpose(1, 2) @ self.positions  # (M, K, 2): expected x, y in [-1, 1]
+        if condition is not None:
+            queries = self.queries(condition).view(len(stem), self.instruction_keypoints, self.stem_dim)
+            named = stem @ queries.transpose(1, 2) / math.sqrt(self.stem_dim)  # (M, Ps, K_instruction)
+            named = (named / temperature).softmax(dim=1).transpose(1, 2) @ self.stem_positions
+            points = torch.cat([points, named], dim=1)
         return self.mlp(points.flatten(1)).view(-1, self.tokens_per_camera, self.out_dim)  # (M, T, D)
+
+
+def _grid_positions(grid: tuple[int, int]) -> torch.Tensor:
+    """(h*w, 2) x, y in [-1, 1] of a feature grid's cells, row-major like the patches."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid[0]), torch.linspace(-1, 1, grid[1]), indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
 
 
 def build_connector(
@@ -159,6 +177,7 @@ def build_connector(
     num_patches: int,
     grid: tuple[int, int] | None = None,
     condition_dim: int = 0,
+    stem: tuple[tuple[int, int], int] | None = None,
 ) -> Connector:
     """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``.
 
@@ -185,6 +204,8 @@ def build_connector(
             )
         if cfg.instruction_keypoints and not condition_dim:
             raise ValueError("connector.instruction_keypoints needs model.language.encoder (the instruction)")
+        if cfg.instruction_keypoints and stem is None:
+            raise ValueError("connector.instruction_keypoints reads the stem of vision.kind 'resnet18'")
         return KeypointConnector(
             in_dim,
             out_dim,
@@ -193,5 +214,6 @@ def build_connector(
             cfg.num_queries,
             cfg.instruction_keypoints,
             condition_dim,
+            stem,
         )
     raise ValueError(f"connector.kind must be 'mlp', 'resampler' or 'keypoints', got {cfg.kind!r}")

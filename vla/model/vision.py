@@ -110,19 +110,26 @@ class ResNet18GN(nn.Module):
         self.grid = (height, width_px)  # (h, w) of the feature map
         self.num_patches = height * width_px
         self.out_dim = in_channels
+        # The stem's output (stride 4): colour and edges still close to the pixels, for instruction keypoints
+        self.stem_grid = (-(-image_size[0] // 4), -(-image_size[1] // 4))
+        self.stem_dim = widths[0]
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None, with_stem: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(M, h*w, C) features; with ``with_stem`` also the stem's (M, stem cells, stem_dim)."""
         if self.coords:
             x = torch.cat([x, _coordinate_maps(x)], dim=1)  # (M, 5, H, W)
         if (condition is None) != (self.film is None):
             raise ValueError("a FiLM-conditioned encoder needs the instruction vector, and only it takes one")
-        features = self.stem(x)
+        stem = features = self.stem(x)
         pairs = self.film(condition) if self.film is not None else [None] * len(self.stages)
         for block, pair in zip(self.stages, pairs, strict=True):
             features = block(features)
             if pair is not None:
                 features = modulate(features, pair)
-        return features.flatten(2).transpose(1, 2)  # (M, h*w, C)
+        features = features.flatten(2).transpose(1, 2)  # (M, h*w, C)
+        return (features, stem.flatten(2).transpose(1, 2)) if with_stem else features
 
 
 class ViT(nn.Module):
@@ -270,6 +277,9 @@ class VisionEncoder(nn.Module):
         self.out_dim = int(backbones[0].out_dim)
         self.num_patches = int(backbones[0].num_patches)
         self.grid = tuple(int(v) for v in backbones[0].grid)
+        # ((h, w), channels) of a resnet18's stem features (with_stem), else None
+        first = backbones[0]
+        self.stem = (first.stem_grid, first.stem_dim) if isinstance(first, ResNet18GN) else None
         self.frozen = frozen
         self.camera_embedding = nn.Parameter(torch.randn(len(self.cameras), self.out_dim) * 0.02)  # (N, C)
         self.register_buffer(
@@ -294,30 +304,35 @@ class VisionEncoder(nn.Module):
                 f"{self.cameras}, got {images.dtype} {tuple(images.shape)}"
             )
 
-    def _encode(
-        self, backbone: nn.Module, images: torch.Tensor, condition: torch.Tensor | None
-    ) -> torch.Tensor:
+    def _encode(self, backbone: nn.Module, images: torch.Tensor, condition, with_stem: bool):
         x = (images.float() / 255.0 - self.mean) / self.std  # (M, 3, H, W)
+        options = {"with_stem": True} if with_stem else {}
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             if condition is None:
-                return backbone(x)  # (M, P, C)
-            return backbone(x, condition)
+                return backbone(x, **options)  # (M, P, C), and the stem's (M, Ps, Cs) if asked
+            return backbone(x, condition, **options)
 
-    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """images (B, N, 3, H, W) uint8; ``condition`` (B, E): the instruction vector, for FiLM encoders."""
+    def forward(
+        self, images: torch.Tensor, condition: torch.Tensor | None = None, with_stem: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """images (B, N, 3, H, W) uint8 -> (B, N, P, C); ``condition`` (B, E): the instruction features, for
+        FiLM encoders; ``with_stem`` (resnet18): also the stem's features (B, N, Ps, Cs)."""
         self._check(images)
         batch, cameras = images.shape[:2]
         if self.training and self.shift:
             images = random_shift(images.flatten(0, 1), self.shift).unflatten(0, (batch, cameras))
         if len(self.backbones) == 1:
             shared = None if condition is None else condition.repeat_interleave(cameras, dim=0)  # (B*N, E)
-            flat = self._encode(self.backbones[0], images.flatten(0, 1), shared)
-            features = flat.unflatten(0, (batch, cameras))
+            out = self._encode(self.backbones[0], images.flatten(0, 1), shared, with_stem)
+            outs = [o.unflatten(0, (batch, cameras)) for o in (out if with_stem else (out,))]
         else:
-            features = torch.stack(
-                [self._encode(b, images[:, n], condition) for n, b in enumerate(self.backbones)], dim=1
-            )
-        return features.float() + self.camera_embedding[None, :, None, :]  # (B, N, P, C)
+            per_camera = [
+                self._encode(b, images[:, n], condition, with_stem) for n, b in enumerate(self.backbones)
+            ]
+            parts = zip(*per_camera, strict=True) if with_stem else [per_camera]
+            outs = [torch.stack(list(part), dim=1) for part in parts]
+        features = outs[0].float() + self.camera_embedding[None, :, None, :]  # (B, N, P, C)
+        return (features, outs[1].float()) if with_stem else features
 
 
 def build_vision_encoder(

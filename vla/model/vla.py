@@ -57,6 +57,7 @@ class VLA(nn.Module):
             self.vision.num_patches,
             self.vision.grid,
             condition_dim=features,
+            stem=self.vision.stem,
         )
         self.state_encoder = StateEncoder(config.state_dim, hidden, dropout=config.state_dropout)
         self.goal_head = None
@@ -111,8 +112,11 @@ class VLA(nn.Module):
         if self.language is not None:
             features, instruction = self.language(list(batch["instruction"]), self.device)  # (B, F), (B, H)
         film = features if language.film else None
-        keypoints = features if self.connector.conditioned else None
-        image_tokens = self.connector(self.vision(images, film), keypoints)  # (B, N*T, H)
+        if self.connector.conditioned:  # instruction keypoints read the vision's stem features too
+            patches, stem = self.vision(images, film, with_stem=True)
+            image_tokens = self.connector(patches, features, stem)  # (B, N*T, H)
+        else:
+            image_tokens = self.connector(self.vision(images, film))
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
         prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
         text = self._embed(prompt_ids)  # (B, L, H)
