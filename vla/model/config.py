@@ -71,7 +71,9 @@ class ConnectorConfig:
 
     def __post_init__(self):
         if self.instruction_keypoints < 0:
-            raise ValueError(f"connector.instruction_keypoints must be >= 0, got {self.instruction_keypoints}")
+            raise ValueError(
+                f"connector.instruction_keypoints must be >= 0, got {self.instruction_keypoints}"
+            )
         if self.instruction_keypoints and self.kind != "keypoints":
             raise ValueError(f"connector.instruction_keypoints is for kind 'keypoints', got {self.kind!r}")
         if self.kind not in CONNECTOR_KINDS:
