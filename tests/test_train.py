@@ -311,3 +311,16 @@ def test_early_frames_are_visited_more_often_and_validation_is_not(make_dataset)
     assert len(val) == 6  # the held-out episode, each frame once
     with pytest.raises(ValueError, match="early_repeat"):
         TrainConfig(dataset="d", early_repeat=0)
+
+
+def test_bf16_is_used_on_cuda_and_on_cpus_with_native_bf16_only(monkeypatch):
+    from vla.train import loop
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert loop.uses_bf16("auto", cuda) and not loop.uses_bf16("auto", cpu)
+    assert not loop.uses_bf16("fp32", cuda)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.uses_bf16("bf16", cpu)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):  # emulated bf16 would only cost time
+        assert not loop.uses_bf16("bf16", cpu)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,9 +70,25 @@ def default_model_class():
     return VLA
 
 
+def cpu_has_native_bf16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training autocasts to bf16. ``bf16`` on a CPU without native bf16 (AVX512-BF16 or AMX) trains
+    in fp32 instead, with a warning: emulated bf16 there is slower than fp32, so it would only cost time."""
+    if precision == "auto":
+        return device.type == "cuda"
+    if precision != "bf16":
+        return False
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); training in fp32")
+        return False
+    return True
+
+
 def autocast(precision: str, device: torch.device):
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
 
 
 def train(
