@@ -56,7 +56,7 @@ class DemoConfig:
     # training: each episode's first early_frames frames visited early_repeat times per epoch (TrainConfig)
     early_frames: int = 0
     early_repeat: int = 1
-    precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (fp32, with a warning, on a CPU without native bf16)
+    precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (fp32 if the CPU lacks bf16)
     save_every: int = 0  # training steps between checkpoints (a killed run resumes); 0: a tenth of the run
     keep_last: int = 2  # training checkpoints kept on disk, the oldest deleted first; 0 keeps all
     # training: auto (continue <out>/train; a changed schedule or dataset is refused, naming the differences) |

@@ -82,7 +82,9 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     if precision != "bf16":
         return False
     if device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); training in fp32")
+        warnings.warn(
+            "precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); training in fp32", stacklevel=3
+        )
         return False
     return True
 
