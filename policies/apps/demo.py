@@ -12,6 +12,7 @@ run reuses the recorded episodes and the finished training. ``stages`` runs a su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -232,20 +233,19 @@ def run_demo(config: DemoConfig) -> dict | None:
     out = Path(config.out)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    dataset, timings, result = out / "data", {}, None
+    dataset, result = out / "data", None
+    clock = _Clock(out / "demo_timing.json")
     if "record" in config.stages:
-        started = time.perf_counter()
-        _record(config, dataset)
-        timings["record_s"] = time.perf_counter() - started
+        with clock.stage("record_s"):
+            _record(config, dataset)
     if "train" in config.stages:
-        started = time.perf_counter()
-        result = train(_train_config(config, dataset))
-        timings["train_s"] = time.perf_counter() - started
+        with clock.stage("train_s"):
+            result = train(_train_config(config, dataset))
     if "eval" not in config.stages:
         return None
-    started = time.perf_counter()
-    document = _evaluate(config, out / "train")
-    timings["eval_s"] = time.perf_counter() - started
+    with clock.stage("eval_s"):
+        document = _evaluate(config, out / "train")
+    timings = clock.seconds
     plot_training_curves(out / "train" / "tensorboard", out / "training_curves.png", CURVES)
     document["demo"] = {"timing": timings, "stages": list(config.stages)}
     if result is not None:
@@ -255,13 +255,32 @@ def run_demo(config: DemoConfig) -> dict | None:
     return document
 
 
+class _Clock:
+    """Wall seconds per stage, kept in a file and summed over invocations, so a run that was interrupted
+    and resumed reports the time it took in all (a stage killed outright loses its unfinished seconds)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:  # Ctrl-C included
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.seconds, indent=2))
+
+
 def _demo_section(config: DemoConfig, timings: dict) -> str:
     minutes = sum(timings.values()) / 60
     parts = ", ".join(f"{name.removesuffix('_s')} {seconds:.0f} s" for name, seconds in timings.items())
     return (
         f"\n\n## Demo\n\nStages {', '.join(config.stages)}: {config.episodes_per_task} demonstrations per task, "
         f"{config.steps} training steps at batch {config.batch_size}, {config.eval_episodes} evaluation episodes "
-        f"per task; {minutes:.1f} min for the stages run here ({parts}).\n\n![training curves](training_curves.png)\n"
+        f"per task; {minutes:.1f} min in all, resumptions included ({parts}).\n\n![training curves](training_curves.png)\n"
     )
 
 

@@ -7,6 +7,7 @@ each task's entry also lists its episodes, and the protocol holds everything nee
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -44,6 +45,17 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def machine() -> dict[str, object]:
+    """The CPU the numbers (and the wall times beside them) were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
+    except OSError:  # not Linux
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def file_sha256(path: Path) -> str:
@@ -89,6 +101,7 @@ def protocol(policy, env_config: sim.EnvConfig, seeds: list[int], max_steps: dic
         **execution,
         **env,
         "versions": versions(),
+        "machine": machine(),
     }
 
 
@@ -138,6 +151,8 @@ def report_markdown(document: dict) -> str:
     seeds = p["seeds"]
     cameras = ", ".join(p["cameras"]) or "no cameras"
     versions_line = ", ".join(f"{name} {v}" for name, v in p["versions"].items())
+    if "machine" in p:  # results written before the machine was recorded lack it
+        versions_line += f"; {p['machine']['cpu']}, {p['machine']['cores']} cores"
     top = p.get("instruction", {}).get("top_level", NORMAL)
     mode = "" if top == NORMAL else f" Instruction mode of this table: {top}."
     modes = instruction_markdown(document)
