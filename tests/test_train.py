@@ -313,6 +313,29 @@ def test_early_frames_are_visited_more_often_and_validation_is_not(make_dataset)
         TrainConfig(dataset="d", early_repeat=0)
 
 
+def test_the_frames_where_the_gripper_switches_are_found_per_episode(make_dataset):
+    """switch_repeat oversamples the first frame of each closing or opening: there the gripper is still in
+    its old state, so it is the only frame that teaches to switch."""
+    from types import SimpleNamespace
+
+    from vla.data.meta import load_meta
+    from vla.model.config import ModelConfig
+    from vla.train.data import gripper_switches, make_datasets
+
+    grip = [-1, -1, 1, 1, 1, -1, 1, 1, -1, -1]  # two episodes: 0..5 (close at 2, open at 5), 6..9 (open at 8)
+    table = SimpleNamespace(
+        action=np.array([[0.0, g] for g in grip], dtype=np.float32),
+        frame_index=np.array([0, 1, 2, 3, 4, 5, 0, 1, 2, 3]),
+    )
+    meta = SimpleNamespace(features={"action": {"names": ["dx", "gripper"]}})
+    # Frame 6 starts an episode: its label differs from frame 5's, but nothing switched there.
+    assert np.flatnonzero(gripper_switches(table, meta)).tolist() == [2, 5, 8]
+    root = make_dataset(episodes=2, lengths=[4, 4])  # synthetic actions have no "gripper"
+    model = ModelConfig(cameras=["agentview", "wrist"], image_size=[32, 32], chunk_size=1)
+    with pytest.raises(ValueError, match=r"'gripper'.*action_0"):
+        make_datasets(root, model, load_meta(root), 0.0, None, switch_repeat=3)
+
+
 def test_bf16_is_used_on_cuda_and_on_cpus_with_native_bf16_only(monkeypatch):
     from vla.train import loop
 

@@ -57,6 +57,7 @@ class DemoConfig:
     # training: each episode's first early_frames frames visited early_repeat times per epoch (TrainConfig)
     early_frames: int = 0
     early_repeat: int = 1
+    switch_repeat: int = 1  # training: each frame where the gripper label switches, visited this many times
     precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (fp32 if the CPU lacks bf16)
     save_every: int = 0  # training steps between checkpoints (a killed run resumes); 0: a tenth of the run
     keep_last: int = 2  # training checkpoints kept on disk, the oldest deleted first; 0 keeps all
@@ -108,6 +109,7 @@ class DemoConfig:
             "n_action_steps",
             "goals_per_scene",
             "early_repeat",
+            "switch_repeat",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -149,6 +151,7 @@ def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
         precision=config.precision,
         early_frames=config.early_frames,
         early_repeat=config.early_repeat,
+        switch_repeat=config.switch_repeat,
         val_fraction=0.05,
         val_every=max(1, config.steps // 4),
         save_every=config.save_every or max(1, config.steps // 10),

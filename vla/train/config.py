@@ -52,6 +52,9 @@ class TrainConfig:
     # (docs/benchmarks.md, "Following the instruction"); 0 / 1: every frame once.
     early_frames: int = 0
     early_repeat: int = 1
+    # Each frame where the gripper label switches (the first frame of closing or opening) is visited this many
+    # times per epoch: only there does the label contradict the gripper state ("still open: keep open").
+    switch_repeat: int = 1
 
     def __post_init__(self):
         positive = {
@@ -64,8 +67,11 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.early_repeat < 1:
-            raise ValueError(f"early_repeat must be >= 1 (visits per epoch), got {self.early_repeat}")
+        if min(self.early_repeat, self.switch_repeat) < 1:
+            raise ValueError(
+                "early_repeat and switch_repeat must be >= 1 (visits per epoch), got "
+                f"{self.early_repeat}, {self.switch_repeat}"
+            )
         for name in ("warmup_steps", "num_workers", "val_every", "val_batches", "keep_last", "early_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -174,6 +174,7 @@ def _setup(config: TrainConfig, model_class) -> Run:
         config.cache,
         config.early_frames,
         config.early_repeat,
+        config.switch_repeat,
     )
     model = model_class.load(resume) if resume is not None else model_class(config.model, train_set.stats)
     if resume is None and hasattr(model, "fit_instructions"):  # a model that adapts to the instructions

@@ -37,9 +37,9 @@ SCHEDULE_FIELDS = (
     "min_lr_ratio",
     "grad_clip",
 )
-DATA_FIELDS = ("seed", "val_fraction", "early_frames", "early_repeat")
+DATA_FIELDS = ("seed", "val_fraction", "early_frames", "early_repeat", "switch_repeat")
 # Data settings added later, with the value every run before them had.
-LATER_DEFAULTS = {"early_frames": 0, "early_repeat": 1}
+LATER_DEFAULTS = {"early_frames": 0, "early_repeat": 1, "switch_repeat": 1}
 IGNORED_MODEL_FIELDS = ("llm.cache_dir",)  # where converted weights are cached: per machine, not per model
 NOT_RECORDED = "not recorded (a checkpoint from an older vla-train)"
 
