@@ -22,7 +22,7 @@ class StepRecord:
 
     images: dict[str, np.ndarray]  # camera -> uint8 (T, H, W, 3)
     state: np.ndarray  # float32 (T, S)
-    actions: np.ndarray  # float32 (T, 7)
+    actions: np.ndarray  # float32 (T, A): the env's action size
 
 
 @dataclass
@@ -57,16 +57,14 @@ class _StepRecorder:
         )
 
 
-def action_chunk(output) -> np.ndarray:
-    """The (K, 7) action chunk of a policy's ``infer`` output, or ``ValueError`` saying what is wrong."""
+def action_chunk(output, dim: int = ACTION_DIM) -> np.ndarray:
+    """The (K, dim) action chunk of a policy's ``infer`` output, or ``ValueError`` saying what is wrong."""
     if not isinstance(output, dict) or "actions" not in output:
         got = sorted(output) if isinstance(output, dict) else type(output).__name__
         raise ValueError(f"policy.infer must return a dict with an 'actions' entry, got {got}")
     actions = np.asarray(output["actions"])
-    if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != ACTION_DIM:
-        raise ValueError(
-            f"policy returned actions of shape {actions.shape}; expected (K, {ACTION_DIM}) with K >= 1"
-        )
+    if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != dim:
+        raise ValueError(f"policy returned actions of shape {actions.shape}; expected (K, {dim}) with K >= 1")
     return actions
 
 
@@ -107,7 +105,7 @@ def run_episode(
     steps, done = 0, False
     while not done:
         output = policy.infer(obs)
-        actions = action_chunk(output)
+        actions = action_chunk(output, env.action_space.shape[0])  # 7 in sim, 4 in Meta-World
         labels = actions if executed_labels else label_chunk(output, actions)
         for action, label in zip(actions, labels, strict=True):
             if recorder is not None:

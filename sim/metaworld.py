@@ -11,12 +11,14 @@ Observation: ``{"images": {"corner2": uint8[H, W, 3]}, "state": float32[4], "ins
 the end-effector position (m, world frame) and Meta-World's normalised gripper opening. Action: float[4] in
 [-1, 1], ``[dx, dy, dz, gripper]`` (Meta-World's own action; gripper +1 closes, as everywhere in vla-stack).
 
-Meta-World is imported lazily: ``import sim`` never needs it (it pins mujoco==3.3.0, so it lives in
-``.venv-metaworld``, built by ``make metaworld``). ``describe()`` gives the protocol as a dict, for results.
+Meta-World is imported lazily: ``import sim`` never needs it, nor do this module's ids and constants (it pins
+mujoco==3.3.0, so it lives in ``.venv-metaworld``, built by ``make metaworld``). ``describe()`` gives the
+protocol as a dict, for results.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -31,6 +33,10 @@ CAMERA = "corner2"
 CAMERA_POS = (0.75, 0.075, 0.7)
 MAX_STEPS = 500  # Meta-World's max_path_length; its env refuses to step past it
 MT1_SEED = 42  # the seed of metaworld.MT1, which fixes its 50 train tasks (object and goal positions)
+# Control steps per second: Meta-World's frame_skip 5 x its 2.5 ms physics step. A recording's fps must be
+# known before any env is built (in a process that may lack Meta-World), so it is a constant; every env
+# checks it against its own dt.
+CONTROL_HZ = 80
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper_opening")
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 ACTION_DIM = len(ACTION_NAMES)
@@ -132,6 +138,11 @@ def resolve(name: str) -> list[str]:
     raise ValueError(f"unknown Meta-World task or group {name!r}; valid names: {', '.join(list_ids())}")
 
 
+def check_installed() -> None:
+    """Raise ``ImportError`` saying how to get Meta-World, unless it can be imported here."""
+    _import_metaworld()
+
+
 def _import_metaworld():
     try:
         import metaworld
@@ -177,6 +188,10 @@ class MetaWorldEnv(gym.Env):
             height=self.height,
         )
         self._env.set_task(self._train_tasks[0])  # Meta-World refuses to step before a task is set
+        if not np.isclose(1.0 / self._env.dt, CONTROL_HZ):
+            raise RuntimeError(
+                f"{self.task} steps at {1.0 / self._env.dt:g} Hz, not CONTROL_HZ = {CONTROL_HZ}"
+            )
         model = self._env.model
         # Read when the first render creates the GL context: shadows and multisampling off, as in our sim, for
         # speed on CPU renderers. (LeRobot keeps Meta-World's defaults: the pixels differ, not the physics.)
@@ -239,8 +254,7 @@ class MetaWorldEnv(gym.Env):
         self._env.set_task(self._train_tasks[self.train_task_index])
         raw, _ = self._env.reset()
         self._steps = 0
-        info = {"train_task": self.train_task_index, "success": False}
-        return self._observation(raw), info
+        return self._observation(raw), self._info(success=False)
 
     def step(self, action):
         if self.privileged_obs is None:
@@ -250,8 +264,19 @@ class MetaWorldEnv(gym.Env):
         raw, reward, _, _, info = self._env.step(validate_action(action))
         self._steps += 1
         success = bool(info.get("success", 0.0))
-        info = {**info, "success": success, "train_task": self.train_task_index}
-        return self._observation(raw), float(reward), success, self._steps >= MAX_STEPS and not success, info
+        truncated = self._steps >= MAX_STEPS and not success
+        return self._observation(raw), float(reward), success, truncated, self._info(success, info)
+
+    def _info(self, success: bool, raw: dict | None = None) -> dict[str, Any]:
+        # "task" and "instruction" as sim's envs give them, so policies.rollout runs either; the task is named
+        # by its id, which make() takes and which tells it from sim's tasks.
+        return {
+            **(raw or {}),
+            "task": ID_PREFIX + self.task,
+            "instruction": self.instruction,
+            "train_task": self.train_task_index,
+            "success": success,
+        }
 
     def close(self) -> None:
         self._env.close()
@@ -264,12 +289,20 @@ def make(task: str, image_size: tuple[int, int] = (480, 480), render_images: boo
 
 class MetaWorldExpert:
     """Meta-World's scripted policy for the env's task, behind our policy interface. It reads the privileged
-    observation (object and goal positions) that the env keeps beside the contract's observation."""
+    observation (object and goal positions) that the env keeps beside the contract's observation.
 
-    def __init__(self, env: MetaWorldEnv):
+    ``noise`` > 0 adds Gaussian noise to the executed hand motion (dx, dy, dz; not the gripper, as in
+    ``sim.ScriptedExpert``) and returns the intended actions under ``LABEL_ACTIONS``: the policy re-plans from
+    the state it reaches, so recorded demonstrations show recoveries (DART)."""
+
+    def __init__(self, env: MetaWorldEnv, noise: float = 0.0, seed: int | None = None):
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
         metaworld = _import_metaworld()
         self.env = env.unwrapped
         self.policy = metaworld.policies.ENV_POLICY_MAP[self.env.task]()
+        self.noise = noise
+        self._rng = np.random.default_rng(seed)
 
     def reset(self) -> None:
         pass  # the scripted policies are memoryless: each action is a function of the current observation
@@ -277,10 +310,22 @@ class MetaWorldExpert:
     def infer(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         if self.env.privileged_obs is None:
             raise RuntimeError("reset the env before asking its expert for an action")
-        action = np.clip(self.policy.get_action(self.env.privileged_obs), -1.0, 1.0)
-        return {"actions": action.astype(np.float32)[None]}
+        with warnings.catch_warnings():
+            # Meta-World's policies warn on every call that their gains may exceed [-1, 1]: we clip here.
+            warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
+            action = self.policy.get_action(self.env.privileged_obs)
+        intended = np.clip(action, -1.0, 1.0).astype(np.float32)[None]
+        if self.noise == 0:
+            return {"actions": intended}
+        executed = intended[0].astype(np.float64)
+        executed[:3] += self._rng.normal(0.0, self.noise, 3)
+        return {
+            "actions": np.clip(executed, -1.0, 1.0).astype(np.float32)[None],
+            contract.LABEL_ACTIONS: intended,
+        }
 
 
-def metaworld_expert(env: MetaWorldEnv) -> MetaWorldExpert:
-    """The scripted expert of ``env``'s task: ``reset()`` and ``infer(obs) -> {"actions": float32[1, 4]}``."""
-    return MetaWorldExpert(env)
+def metaworld_expert(env: MetaWorldEnv, noise: float = 0.0, seed: int | None = None) -> MetaWorldExpert:
+    """The scripted expert of ``env``'s task: ``reset()`` and ``infer(obs) -> {"actions": float32[1, 4]}``;
+    with ``noise``, also the intended actions under ``contract.LABEL_ACTIONS`` (see ``MetaWorldExpert``)."""
+    return MetaWorldExpert(env, noise=noise, seed=seed)

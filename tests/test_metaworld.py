@@ -5,6 +5,7 @@ Runs only where Meta-World is installed (``make test-metaworld``, in .venv-metaw
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -47,6 +48,12 @@ def run_expert(env, seed: int, steps: int = mw.MAX_STEPS) -> tuple[bool, list[np
 def test_observation_follows_the_contract(env):
     obs, info = env.reset(seed=0)
     assert info["success"] is False and 0 <= info["train_task"] < 50
+    # What policies.rollout reads, as sim's envs give it; the task by the id make() takes.
+    assert (
+        info["task"] == "metaworld/drawer-open-v3"
+        and info["instruction"] == mw.INSTRUCTIONS["drawer-open-v3"]
+    )
+    assert 1.0 / env._env.dt == mw.CONTROL_HZ == 80  # frame_skip 5 x 2.5 ms: a recording's fps
     assert set(obs) == {"images", "state", "instruction"}
     assert set(obs["images"]) == {"corner2"}
     image = obs["images"]["corner2"]
@@ -58,8 +65,11 @@ def test_observation_follows_the_contract(env):
     # The state is the first four entries of Meta-World's own observation: hand position, gripper opening.
     np.testing.assert_array_equal(obs["state"], env.privileged_obs[:4].astype(np.float32))
     np.testing.assert_allclose(obs["state"][:3], env._env.data.body("hand").xpos, atol=1e-6)
-    obs, reward, terminated, truncated, _ = env.step(np.zeros(4, np.float32))
+    obs, reward, terminated, truncated, info = env.step(np.zeros(4, np.float32))
     assert isinstance(reward, float) and terminated is False and truncated is False
+    assert (
+        info["task"] == "metaworld/drawer-open-v3" and "near_object" in info
+    )  # Meta-World's own entries too
     assert set(obs) == {"images", "state", "instruction"}
 
 
@@ -164,3 +174,90 @@ def test_describe_records_the_protocol(env):
     assert protocol["shadows"] is False and protocol["multisampling"] is False
     assert protocol["max_steps"] == 500 and protocol["image_size"] == list(SIZE)
     assert protocol["task"] == "drawer-open-v3"
+
+
+# -- vla-record ----------------------------------------------------------------------------------------------
+def test_vla_record_writes_the_experts_episodes_as_a_valid_dataset_and_tops_it_up(tmp_path):
+    from policies.recording.app import RecordConfig, record
+    from vla.data.checks import validate
+    from vla.data.meta import load_meta
+
+    out, tasks = tmp_path / "mw", ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
+    options = {"out": str(out), "image_size": [32, 32], "workers": 1}
+    assert record(RecordConfig(task=tasks, episodes_per_task=2, **options)) == dict.fromkeys(tasks, 2)
+    meta = load_meta(out)
+    assert validate(meta) == []
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["fps"] == 80 and info["robot_type"] == "metaworld_sawyer"
+    assert meta.camera_keys == ["observation.images.corner2"]
+    assert info["features"]["observation.images.corner2"]["shape"] == [32, 32, 3]
+    assert (
+        info["features"]["observation.state"]["names"]
+        == list(mw.STATE_NAMES)
+        == ["ee_x", "ee_y", "ee_z", "gripper_opening"]
+    )
+    assert info["features"]["action"]["names"] == list(mw.ACTION_NAMES) == ["dx", "dy", "dz", "gripper"]
+    rows = meta.episodes
+    assert [row["vla/sim_task"] for row in rows] == [tasks[0], tasks[1], tasks[0], tasks[1]]
+    for row in rows:
+        assert row["tasks"] == [mw.INSTRUCTIONS[row["vla/sim_task"].removeprefix("metaworld/")]]
+        assert row["vla/success"] == 1 and row["length"] < mw.MAX_STEPS
+    assert json.loads((out / "meta" / "recording.json").read_text())["settings"]["cameras"] == ["corner2"]
+
+    # A top-up finds each task's progress by its id and adds exactly the missing episode, on a new seed.
+    assert record(RecordConfig(task=tasks[0], episodes_per_task=3, **options)) == {tasks[0]: 1}
+    rows = load_meta(out).episodes
+    assert len(rows) == 5 and rows[-1]["vla/sim_task"] == tasks[0]
+    assert [row["vla/seed"] for row in rows if row["vla/sim_task"] == tasks[0]] == [0, 1, 2]
+    assert validate(load_meta(out)) == []
+
+
+def test_vla_record_with_noise_executes_noisy_actions_and_records_the_intended_ones(tmp_path):
+    """DART, as for sim's experts: executed = clip(intended + N(0, noise)) on dx, dy, dz, seeded by the
+    episode seed; the dataset holds the intended actions and the states the noisy ones led to."""
+    from policies.recording.app import RecordConfig, record
+    from sim.contract import LABEL_ACTIONS
+    from vla.data.meta import load_meta
+    from vla.data.table import load_table
+
+    out, noise = tmp_path / "noisy", 0.3
+    record(
+        RecordConfig(
+            task="metaworld/reach-v3",
+            episodes_per_task=1,
+            noise=noise,
+            keep="all",
+            out=str(out),
+            image_size=[32, 32],
+        )
+    )
+    meta = load_meta(out)
+    table, seed = load_table(meta), meta.episodes[0]["vla/seed"]
+
+    # Replay the episode without images (they never touch the physics), asking the expert as the recorder did.
+    env = mw.make("metaworld/reach-v3", render_images=False)
+    clean_policy = mw.metaworld_expert(env).policy
+    expert = mw.metaworld_expert(env, noise=noise, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    states, intended, executed, clean = [], [], [], []
+    done = False
+    while not done:
+        output = expert.infer(obs)
+        states.append(obs["state"])
+        clean.append(np.clip(clean_policy.get_action(env.privileged_obs), -1, 1))
+        intended.append(output[LABEL_ACTIONS][0])
+        executed.append(output["actions"][0])
+        obs, _, terminated, truncated, _ = env.step(output["actions"][0])
+        done = terminated or truncated
+    env.close()
+    intended, executed = np.stack(intended), np.stack(executed)
+
+    np.testing.assert_array_equal(table.state, np.stack(states))
+    np.testing.assert_array_equal(table.action, intended)
+    np.testing.assert_allclose(
+        intended, np.stack(clean), atol=1e-6
+    )  # the labels are the expert's own actions
+    draws = np.random.default_rng(seed).normal(0.0, noise, (len(executed), 3))
+    np.testing.assert_allclose(executed[:, :3], np.clip(intended[:, :3] + draws, -1, 1), atol=1e-6)
+    np.testing.assert_array_equal(executed[:, 3], intended[:, 3])  # the gripper is never noised
+    assert np.abs(executed - intended).max() > 0.1

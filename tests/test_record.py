@@ -275,3 +275,45 @@ def test_goals_per_scene_records_each_scene_once_per_goal(tmp_path):
     assert stored["goals_per_scene"] == 3
     with pytest.raises(DatasetError, match="goals_per_scene"):
         record(RecordConfig(episodes_per_task=7, **options))
+
+
+# -- Meta-World: the options it cannot honour are refused without Meta-World installed ---------------------
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"task": ["metaworld/reach-v3", "PickUp"]},
+            r"cannot record Meta-World .* and our tasks \['PickUp'\]",
+        ),
+        ({"task": "metaworld/reach-v9"}, r"valid names: .*metaworld/mt10.*metaworld/reach-v3"),
+        ({"task": "reach-v3"}, "Meta-World ids: metaworld/"),  # the prefix forgotten
+        ({"task": "metaworld/easy", "goals_per_scene": 2}, "goals_per_scene must be 1 for Meta-World"),
+        (
+            {"task": "metaworld/easy", "holdout_templates": "last"},
+            "holdout_templates must be null for Meta-World",
+        ),
+        ({"task": "metaworld/mt10", "cameras": ["agentview"]}, r"cameras must be \[corner2\]"),
+        ({"task": "metaworld/mt10", "image_size": [0, 32]}, "image_size"),
+    ],
+)
+def test_metaworld_options_it_cannot_honour_are_refused_with_the_reason(options, message):
+    with pytest.raises(ValueError, match=message):
+        RecordConfig(**options)
+
+
+def test_metaworld_ids_resolve_to_task_ids_and_default_to_its_camera():
+    config = RecordConfig(task=["metaworld/mt10", "metaworld/reach-v3", "metaworld/easy"])
+    assert config.task[:2] == ["metaworld/reach-v3", "metaworld/push-v3"]
+    assert len(config.task) == len(set(config.task)) == 10 + 28 - 7  # MT10 and easy share seven tasks
+    assert config.cameras == ["corner2"]  # sim's default cameras stand for "the default"
+    assert RecordConfig(task="metaworld/reach-v3", cameras=["corner2"], holdout_templates="none").task == [
+        "metaworld/reach-v3"
+    ]
+
+
+def test_recording_metaworld_without_it_says_how_to_install_it_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # makes `import metaworld` raise ImportError
+    out = tmp_path / "demos"
+    with pytest.raises(ImportError, match=r"make metaworld.*\.venv-metaworld"):
+        record(RecordConfig(task="metaworld/reach-v3", out=str(out), **SMALL))
+    assert not out.exists()

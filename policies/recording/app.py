@@ -4,6 +4,7 @@
     vla-record task=[PickUp,Stack] episodes_per_task=10 out=data/demos keep=all noise=0.05
     vla-record task=all out=data/demos holdout_templates=last   # keep a paraphrase for vla-eval heldout
     vla-record task=[PressButton,PickUp] goals_per_scene=3       # each scene once per object it can name
+    vla-record task=metaworld/mt10 out=data/metaworld-mt10        # Meta-World's experts (in .venv-metaworld)
 
 Runs a policy (the scripted experts by default) on each task until it has ``episodes_per_task`` kept
 episodes. Re-running tops every task up to that number: finished episodes are kept, new ones continue from
@@ -33,17 +34,16 @@ from tqdm import tqdm
 
 import sim
 from policies.parent_watch import exit_with_parent
+from policies.recording import suites
 from policies.recording.settings import match_settings
 from policies.recording.worker import EpisodeJob, RecordedEpisode, record_episode
 from policies.seeds import RECORDING
-from sim.contract import ACTION_NAMES, STATE_NAMES
 from vla.data.committed import check_compatible
 from vla.data.layout import INFO_PATH
 from vla.data.meta import DatasetMeta, load_meta
 from vla.data.writer import DatasetWriter, Episode
 
 KEEP = ("success", "all")
-ROBOT_TYPE = "vla_panda_sim"
 STAGING = ".vla_staging"  # encoded episodes waiting to be committed; removed when recording ends
 # A task whose policy keeps failing would otherwise loop forever under keep=success.
 MAX_ATTEMPTS_FACTOR = 4
@@ -52,7 +52,7 @@ LABELS = ("intended", "executed")
 
 @dataclass
 class RecordConfig:
-    task: Any = "all"  # "all", a task name, or a list of names
+    task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.recording.suites)
     episodes_per_task: int = 10
     out: str = "data/demos"
     keep: str = "success"  # "success": drop failed episodes; "all": keep every episode
@@ -64,7 +64,7 @@ class RecordConfig:
         "intended"  # with noise: record the expert's "intended" actions (DART) or the "executed" ones
     )
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W)
-    cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))
+    cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))  # Meta-World: [corner2]
     codec: str = "libx264"
     # Instruction templates never recorded, for vla-eval instruction=heldout: none, last (each language
     # task's last template) or {task: template text or index} (the others: their last). sim.holdout_templates
@@ -75,7 +75,7 @@ class RecordConfig:
     goals_per_scene: int = 1
 
     def __post_init__(self):
-        self.task = sim.resolve_tasks(self.task)
+        self.task = suites.resolve(self.task)
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.keep not in KEEP:
@@ -95,8 +95,7 @@ class RecordConfig:
             )
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
-        sim.EnvConfig(image_size=tuple(self.image_size), cameras=tuple(self.cameras))  # validates both
-        sim.holdout_templates(self.holdout_templates)  # valid, or an error naming the templates
+        self.cameras = suites.checked_cameras(self.task, self)
 
 
 ConfigStore.instance().store(name="record_schema", node=RecordConfig)
@@ -113,12 +112,13 @@ def _check_recording_seed(seed: int) -> None:
 
 def _setup(config: RecordConfig) -> dict:
     """What the dataset's info.json must say (the robot, cameras and video) for this recording."""
+    suite = suites.suite_of(config.task)
     return {
-        "fps": sim.EnvConfig().control_hz,
+        "fps": suite.fps,
         "cameras": list(config.cameras),
         "image_size": tuple(config.image_size),
-        "state_names": STATE_NAMES,
-        "action_names": ACTION_NAMES,
+        "state_names": suite.state_names,
+        "action_names": suite.action_names,
         "codec": config.codec,
     }
 
@@ -128,7 +128,7 @@ def _open_writer(config: RecordConfig) -> DatasetWriter:
     root = Path(config.out)
     if (root / INFO_PATH).exists():
         return DatasetWriter.open(root)
-    return DatasetWriter.create(root, robot_type=ROBOT_TYPE, **_setup(config))
+    return DatasetWriter.create(root, robot_type=suites.suite_of(config.task).robot_type, **_setup(config))
 
 
 def _progress_so_far(meta: DatasetMeta, tasks: list[str]) -> tuple[dict[str, int], dict[str, int]]:
@@ -154,7 +154,11 @@ def _jobs(
     def open_tasks() -> list[str]:
         return [t for t in needed if added[t] < needed[t] and attempts[t] < budget[t]]
 
-    per_scene = {task: min(config.goals_per_scene, sim.goal_count(task)) for task in needed}
+    # Only asked when it matters: goal_count builds an env, and Meta-World's tasks have one goal each.
+    per_scene = {
+        task: min(config.goals_per_scene, sim.goal_count(task)) if config.goals_per_scene > 1 else 1
+        for task in needed
+    }
     while open_tasks():
         for task in open_tasks():
             scene, rotation = divmod(attempts[task], per_scene[task])
@@ -184,8 +188,10 @@ def record(config: RecordConfig) -> dict[str, int]:
     """Top every task up to ``episodes_per_task`` kept episodes; return the episodes added per task.
 
     Refused (``DatasetError``) while another process writes the dataset (``DatasetLocked``), and when the
-    dataset was recorded with other settings (each difference named).
+    dataset was recorded with other settings (each difference named). Meta-World's tasks without Meta-World
+    installed: ``ImportError`` saying how to get it, before anything is written.
     """
+    suites.check_installed(config.task)
     with _open_writer(config) as writer:
         kept, next_attempt = _progress_so_far(writer.meta, config.task)
         needed = {task: config.episodes_per_task - kept[task] for task in config.task}
@@ -224,6 +230,7 @@ def _record_missing(
 
 def _episode_settings(config: RecordConfig, staging: Path) -> dict:
     return {
+        "fps": suites.suite_of(config.task).fps,
         "image_size": tuple(config.image_size),
         "cameras": tuple(config.cameras),
         "noise": config.noise,

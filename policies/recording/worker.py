@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-import sim
+from policies.recording import suites
 from policies.rollout import run_episode
 from vla.data.video import EncodedVideo, encode_video
 
@@ -32,7 +32,7 @@ class RecordedEpisode:
     instruction: str
     success: bool
     state: np.ndarray  # float32 (T, S)
-    actions: np.ndarray  # float32 (T, 7)
+    actions: np.ndarray  # float32 (T, A)
     videos: dict[str, EncodedVideo]  # camera -> an encoded mp4 of its T frames, in the staging folder
 
     def discard(self) -> None:
@@ -45,12 +45,7 @@ def _env(task: str, settings: dict):
     held = settings.get("holdout_templates", {}).get(task)
     key = (task, settings["image_size"], settings["cameras"], held)
     if key not in _ENVS:
-        _ENVS[key] = sim.make(
-            task,
-            image_size=settings["image_size"],
-            cameras=settings["cameras"],
-            exclude_templates=(held,) if held else (),
-        )
+        _ENVS[key] = suites.make_env(task, settings["image_size"], settings["cameras"], held)
     return _ENVS[key]
 
 
@@ -67,10 +62,9 @@ def _rotated_goal(env, job: EpisodeJob) -> dict | None:
 def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
     """Run the scripted expert for ``job`` and encode each camera's frames into the staging folder."""
     env = _env(job.task, settings)
-    fps = env.unwrapped.config.control_hz
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
     noise_seed = job.seed if job.rotation == 0 else [job.seed, job.rotation]  # each goal its own noise
-    expert = sim.make_expert(env, noise=settings["noise"], seed=noise_seed)
+    expert = suites.make_expert(job.task, env, settings["noise"], noise_seed)
     result = run_episode(
         env,
         expert,
@@ -82,6 +76,7 @@ def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
     steps = result.steps
     videos = {}
     for camera, frames in steps.images.items():
-        path = Path(settings["staging"]) / f"{job.task}-{job.attempt}-{camera}.mp4"
-        videos[camera] = encode_video(frames, path, fps, codec=settings["codec"])
+        name = job.task.replace("/", "_")  # Meta-World ids hold a slash
+        path = Path(settings["staging"]) / f"{name}-{job.attempt}-{camera}.mp4"
+        videos[camera] = encode_video(frames, path, settings["fps"], codec=settings["codec"])
     return RecordedEpisode(job, result.instruction, result.success, steps.state, steps.actions, videos)
