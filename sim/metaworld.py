@@ -165,9 +165,16 @@ class MetaWorldEnv(gym.Env):
     """One Meta-World v3 task; each reset draws one of MT1's 50 train tasks (object/goal positions) from the
     episode seed, so an episode is a function of its seed. Success ends the episode (``terminated``)."""
 
-    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
+    # render_fps: the control rate, as sim's envs give it (videos and recordings are written at it).
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
-    def __init__(self, task: str, image_size: tuple[int, int] = (480, 480), render_images: bool = True):
+    def __init__(
+        self,
+        task: str,
+        image_size: tuple[int, int] = (480, 480),
+        render_images: bool = True,
+        max_steps: int = MAX_STEPS,
+    ):
         tasks = resolve(task)
         if len(tasks) != 1 or task.removeprefix(ID_PREFIX) in GROUPS:
             raise ValueError(f"an env runs one task and {task!r} is a group; resolve() lists its tasks")
@@ -179,6 +186,10 @@ class MetaWorldEnv(gym.Env):
         # render_images=False skips rendering, and the observation then has no "images" entry: the experts'
         # ceiling needs only the physics, which rendering never touches.
         self.render_images = render_images
+        # Shorter episodes only (a quick check): Meta-World itself refuses to step past MAX_STEPS.
+        if not 1 <= int(max_steps) <= MAX_STEPS:
+            raise ValueError(f"max_steps must be in [1, {MAX_STEPS}] (Meta-World's limit), got {max_steps}")
+        self.max_steps = int(max_steps)
         benchmark = metaworld.MT1(self.task, seed=MT1_SEED)
         self._train_tasks = benchmark.train_tasks
         self._env = benchmark.train_classes[self.task](
@@ -214,28 +225,18 @@ class MetaWorldEnv(gym.Env):
 
     def describe(self) -> dict[str, Any]:
         """The protocol as data: what a result needs to say to be comparable."""
-        from importlib.metadata import version
-
-        import mujoco
-
         return {
-            "benchmark": "Meta-World v3",
-            "metaworld_version": version("metaworld"),
-            "mujoco_version": mujoco.__version__,
+            **protocol((self.height, self.width), self.max_steps),
             "task": self.task,
             "instruction": self.instruction,
-            "task_sampling": f"metaworld.MT1(task, seed={MT1_SEED}).train_tasks[i], i = np_random(episode seed).integers(50)",
-            "camera": CAMERA,
-            "camera_pos": list(CAMERA_POS),
-            "image_flip": "rows and columns (a 180-degree rotation: the raw corner2 render is upside down)",
-            "image_size": [self.height, self.width],
-            "shadows": False,
-            "multisampling": False,
-            "state": list(STATE_NAMES),
-            "action": list(ACTION_NAMES),
-            "max_steps": MAX_STEPS,
-            "success": "terminated at the first step with info['success'] (truncated at max_steps)",
         }
+
+    def render(self) -> np.ndarray:
+        """The ``corner2`` view of the current state at the image size (a video frame: Meta-World has one
+        camera, so the videos show what the policy sees)."""
+        if not self.render_images:
+            raise RuntimeError("this env was made with render_images=False, so it cannot render")
+        return self._render()
 
     def _render(self) -> np.ndarray:
         # corner2 renders upside down and mirrored; flipping both axes turns it upright.
@@ -259,12 +260,12 @@ class MetaWorldEnv(gym.Env):
     def step(self, action):
         if self.privileged_obs is None:
             raise RuntimeError("call reset() before step()")
-        if self._steps >= MAX_STEPS:
-            raise RuntimeError(f"the episode ended after {MAX_STEPS} steps; call reset() before step()")
+        if self._steps >= self.max_steps:
+            raise RuntimeError(f"the episode ended after {self.max_steps} steps; call reset() before step()")
         raw, reward, _, _, info = self._env.step(validate_action(action))
         self._steps += 1
         success = bool(info.get("success", 0.0))
-        truncated = self._steps >= MAX_STEPS and not success
+        truncated = self._steps >= self.max_steps and not success
         return self._observation(raw), float(reward), success, truncated, self._info(success, info)
 
     def _info(self, success: bool, raw: dict | None = None) -> dict[str, Any]:
@@ -276,15 +277,47 @@ class MetaWorldEnv(gym.Env):
             "instruction": self.instruction,
             "train_task": self.train_task_index,
             "success": success,
+            "steps": self._steps,
         }
 
     def close(self) -> None:
         self._env.close()
 
 
-def make(task: str, image_size: tuple[int, int] = (480, 480), render_images: bool = True) -> MetaWorldEnv:
+def make(
+    task: str,
+    image_size: tuple[int, int] = (480, 480),
+    render_images: bool = True,
+    max_steps: int = MAX_STEPS,
+) -> MetaWorldEnv:
     """One task's environment by id (``metaworld/reach-v3``); see ``MetaWorldEnv``."""
-    return MetaWorldEnv(task, image_size=image_size, render_images=render_images)
+    return MetaWorldEnv(task, image_size=image_size, render_images=render_images, max_steps=max_steps)
+
+
+def protocol(image_size: tuple[int, int], max_steps: int = MAX_STEPS) -> dict[str, Any]:
+    """What every task's episodes share (``describe()`` adds the task): a result's protocol, without an env."""
+    from importlib.metadata import version
+
+    import mujoco
+
+    return {
+        "benchmark": "Meta-World v3",
+        "metaworld_version": version("metaworld"),
+        "mujoco_version": mujoco.__version__,
+        "mt1_seed": MT1_SEED,
+        "task_sampling": f"metaworld.MT1(task, seed={MT1_SEED}).train_tasks[i], i = np_random(episode seed).integers(50)",
+        "camera": CAMERA,
+        "camera_pos": list(CAMERA_POS),
+        "image_flip": "rows and columns (a 180-degree rotation: the raw corner2 render is upside down)",
+        "image_size": [int(side) for side in image_size],
+        "shadows": False,
+        "multisampling": False,
+        "control_hz": CONTROL_HZ,
+        "state": list(STATE_NAMES),
+        "action": list(ACTION_NAMES),
+        "max_steps": max_steps,
+        "success": "terminated at the first step with info['success'] (truncated at max_steps)",
+    }
 
 
 class MetaWorldExpert:

@@ -261,3 +261,79 @@ def test_vla_record_with_noise_executes_noisy_actions_and_records_the_intended_o
     np.testing.assert_allclose(executed[:, :3], np.clip(intended[:, :3] + draws, -1, 1), atol=1e-6)
     np.testing.assert_array_equal(executed[:, 3], intended[:, 3])  # the gripper is never noised
     assert np.abs(executed - intended).max() > 0.1
+
+
+# -- vla-eval ------------------------------------------------------------------------------------------------
+EASY = ["metaworld/reach-v3", "metaworld/button-press-topdown-v3"]
+
+
+def test_vla_eval_of_the_experts_gives_per_task_and_bucket_means(tmp_path):
+    from policies.evaluation.evaluate import EvalConfig, run
+
+    assert EvalConfig(policy="expert", task="metaworld/easy").episodes_per_task == 10  # LeRobot's protocol
+    config = EvalConfig(
+        policy="expert", task=EASY, episodes_per_task=2, videos=False, tensorboard=False, out=str(tmp_path)
+    )
+    run(config)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["tasks"]) == EASY
+    for entry in results["tasks"].values():
+        assert entry["successes"] == entry["episodes"] == 2 and entry["mean_length"] < mw.MAX_STEPS
+        assert [e["seed"] for e in entry["episode_results"]] == [200_000, 200_001]  # held-out by default
+    section, mean = results["metaworld"], results["metaworld"]["mean_over_tasks"]
+    assert (mean["success_rate"], mean["successes"], mean["episodes"], mean["tasks"]) == (1.0, 4, 4, 2)
+    assert results["mean_success"] == 1.0
+    easy = section["buckets"]["easy"]
+    assert list(section["buckets"]) == ["easy"] and (easy["tasks"], easy["bucket_tasks"]) == (2, 28)
+    assert (easy["successes"], easy["episodes"], easy["success_rate"]) == (4, 4, 1.0)
+    assert section["mean_over_buckets"] == {"success_rate": 1.0, "buckets": ["easy"]}
+    protocol = results["protocol"]
+    assert protocol["cameras"] == [] and protocol["metaworld"]["render_images"] is False  # the expert: none
+    assert protocol["max_steps"] == dict.fromkeys(EASY, 500)
+    described = protocol["metaworld"]
+    assert (described["camera"], described["mt1_seed"], described["max_steps"]) == ("corner2", 42, 500)
+    assert described["shadows"] is False and "rows and columns" in described["image_flip"]
+    assert described["instructions"][EASY[0]] == mw.INSTRUCTIONS["reach-v3"]
+    report = (tmp_path / "report.md").read_text()
+    assert "| easy | 2/28 | 100% [51%-100%] (4/4) |" in report and "mean over buckets" in report
+
+
+def test_a_vla_trains_on_a_metaworld_recording_and_is_evaluated_on_metaworld(tmp_path):
+    """4-D state and actions, one camera: record 2 expert episodes, train 3 steps, evaluate 1 short episode."""
+    import torch
+
+    from policies.evaluation.evaluate import evaluate
+    from policies.recording.app import RecordConfig, record
+    from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+    from vla.train.config import TrainConfig
+    from vla.train.loop import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a busy 2-core machine: more threads only wait on each other
+    try:
+        data, run_dir = tmp_path / "mw", tmp_path / "run"
+        record(RecordConfig(task=EASY[0], episodes_per_task=2, image_size=[32, 32], workers=1, out=str(data)))
+        model = ModelConfig(
+            vision=VisionConfig(kind="resnet18", width=32),
+            connector=ConnectorConfig(kind="mlp"),
+            llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+            image_size=[32, 32],
+            chunk_size=4,
+            cameras=["corner2"],
+        )
+        options = {"steps": 3, "batch_size": 4, "warmup_steps": 0, "val_fraction": 0.0, "val_every": 0}
+        result = train(TrainConfig(model=model, dataset=str(data), out=str(run_dir), **options))
+        assert result.step == 3
+        document = evaluate(
+            run_dir, EASY[0], 1, env_options={"max_steps": 12}, out=tmp_path / "eval", progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
+    protocol = document["protocol"]
+    assert protocol["model"]["cameras"] == ["corner2"]
+    assert protocol["image_size"] == [32, 32]  # the recording's size, which the checkpoint names
+    assert protocol["cameras"] == ["corner2"] and protocol["max_steps"] == {EASY[0]: 12}
+    entry = document["tasks"][EASY[0]]
+    assert entry["episodes"] == 1 and entry["episode_results"][0]["length"] <= 12
+    assert (tmp_path / "eval" / entry["video"]).stat().st_size > 0
+    assert document["metaworld"]["buckets"]["easy"]["episodes"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -314,3 +315,55 @@ def test_seed_splits_are_checked_and_named_in_the_results():
     assert protocol["split_range"] == [100_000, 199_999]
     low, high = document["tasks"][TASK]["ci95"]
     assert 0 <= low <= document["tasks"][TASK]["success_rate"] <= high <= 1
+
+
+# -- Meta-World: the options it cannot honour, and Meta-World missing (tests/test_metaworld.py runs it) -------
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["instruction=swap"], "not available on Meta-World: each task has one instruction"),
+        (["instruction=[normal,blank]"], "not available on Meta-World"),
+        (["cameras=[agentview]"], r"one camera: cameras must be \[corner2\]"),
+        (["camera_map={corner2:wrist}"], "Meta-World renders only corner2"),
+        (["camera_jitter=0.01"], "our simulator's randomizations"),
+        (["max_steps=600"], "max_steps must be <= 500"),
+        (["task=[metaworld/reach-v3,PickUp]"], "cannot evaluate Meta-World and our tasks"),
+    ],
+)
+def test_metaworld_options_it_cannot_honour_are_refused_with_the_reason(overrides, message):
+    task = [] if any(o.startswith("task=") for o in overrides) else ["task=metaworld/reach-v3"]
+    with pytest.raises(ValueError, match=message):
+        OmegaConf.to_object(_config("policy=expert", *task, *overrides))
+
+
+def test_metaworld_bucket_means_and_the_mean_of_the_buckets_present():
+    from policies.evaluation.metaworld import markdown, summary
+
+    def entry(successes):
+        return {"success_rate": successes / 4, "successes": successes, "episodes": 4}
+
+    tasks = {"metaworld/reach-v3": entry(4), "metaworld/door-open-v3": entry(2)}
+    section = summary({**tasks, "metaworld/push-v3": entry(1)})
+    assert section["mean_over_tasks"]["success_rate"] == pytest.approx(7 / 12)  # what lerobot-eval pools
+    assert (section["mean_over_tasks"]["successes"], section["mean_over_tasks"]["episodes"]) == (7, 12)
+    assert list(section["buckets"]) == ["easy", "hard"]
+    easy, hard = section["buckets"]["easy"], section["buckets"]["hard"]
+    assert (easy["success_rate"], easy["tasks"]) == (0.75, 2)
+    assert (hard["success_rate"], hard["bucket_tasks"]) == (0.25, 6)
+    assert section["mean_over_buckets"] == {"success_rate": 0.5, "buckets": ["easy", "hard"]}  # papers'
+    table = markdown({"metaworld": section})
+    assert "| hard | 1/6 | 25% [5%-70%] (1/4) |" in table
+    assert "| mean over buckets | 2 buckets | 50% |" in table
+
+
+def test_vla_eval_on_metaworld_without_it_says_how_to_install_it(tmp_path, monkeypatch):
+    installed = importlib.util.find_spec("metaworld") is not None
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # makes `import metaworld` raise ImportError
+    with pytest.raises(ImportError, match="make metaworld"):
+        evaluate("expert", "metaworld/reach-v3", 1, progress=False)
+    if installed:
+        return  # the command line below needs a Python without Meta-World
+    command = [sys.executable, "-m", "policies.evaluation.evaluate", "policy=expert", "task=metaworld/mt10"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "make metaworld" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()

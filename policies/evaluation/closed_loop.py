@@ -96,11 +96,12 @@ def run_episodes(
             policy.reset()  # a no-op for batch policies; a single-environment policy's episode start
 
     start(range(pool.num_envs))
+    action_dim = pool.single_action_space.shape[0]  # 7 in sim, 4 in Meta-World
     while running:
         asking = [slot for slot, run in running.items() if run.executor.needs_query()]
         if asking:
             for slot, output in zip(asking, infer_batch(policy, [obs[s] for s in asking]), strict=True):
-                running[slot].executor.add_chunk(action_chunk(output))
+                running[slot].executor.add_chunk(action_chunk(output, action_dim))
         steps = pool.step({slot: run.executor.next_action() for slot, run in running.items()})
         finished = []
         for slot, step in steps.items():

@@ -23,9 +23,10 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 import sim
 from policies.evaluation import instruction
+from policies.evaluation.metaworld import MetaWorldSettings
 from policies.expert_policy import EXPERT_ACTIONS
 from policies.parent_watch import exit_with_parent
-from sim.contract import ACTION_DIM
+from policies.recording import suites
 
 
 class Transition(NamedTuple):
@@ -36,10 +37,14 @@ class Transition(NamedTuple):
 
 
 class EvalEnv(gym.Wrapper):
-    def __init__(self, env: gym.Env, index: int = 0, expert_noise: float | None = None):
+    def __init__(
+        self, env: gym.Env, index: int = 0, expert_noise: float | None = None, task: str | None = None
+    ):
         super().__init__(env)
         self.index = index  # the slot, so that take_frames() answers only for its own
         self.expert_noise = expert_noise
+        self.task_id = task  # picks the expert's simulator (suites.make_expert); None: ours
+        self._action_dim = env.action_space.shape[0]  # 7 in sim, 4 in Meta-World
         self.recording = False  # read at reset: record this episode's frames
         self._frames: list[np.ndarray] = []
         self._final: tuple | None = None  # the last transition of a finished episode
@@ -47,7 +52,7 @@ class EvalEnv(gym.Wrapper):
         self.instruction_mode, self.heldout_template = instruction.NORMAL, None
         self._extra: dict = {}  # the instruction mode's facts of this episode, added to every info
         if expert_noise is not None:
-            expert_space = gym.spaces.Box(-1.0, 1.0, (1, ACTION_DIM), np.float32)
+            expert_space = gym.spaces.Box(-1.0, 1.0, (1, self._action_dim), np.float32)
             self.observation_space = gym.spaces.Dict(
                 {**env.observation_space.spaces, EXPERT_ACTIONS: expert_space}
             )
@@ -64,7 +69,7 @@ class EvalEnv(gym.Wrapper):
         self._frames = [self.env.render()] if self.recording else []
         if self.expert_noise is not None:
             # Seeded by the episode seed, created after the reset: exactly as vla-sim-report runs it.
-            self._expert = sim.make_expert(self.env, noise=self.expert_noise, seed=seed)
+            self._expert = suites.make_expert(self.task_id, self.env, self.expert_noise, seed)
         return self._with_expert(obs, done=False), info
 
     def step(self, action):
@@ -91,19 +96,21 @@ class EvalEnv(gym.Wrapper):
         if self.expert_noise is None:
             return obs
         # The expert is asked exactly once per step, here; a finished episode needs no further action.
-        actions = np.zeros((1, ACTION_DIM), np.float32) if done else self._expert.infer(obs)["actions"]
+        actions = np.zeros((1, self._action_dim), np.float32) if done else self._expert.infer(obs)["actions"]
         return {**obs, EXPERT_ACTIONS: actions}
 
 
 def make_eval_env(
-    task: str, config: sim.EnvConfig, index: int = 0, expert_noise: float | None = None
+    task: str, config: sim.EnvConfig | MetaWorldSettings, index: int = 0, expert_noise: float | None = None
 ) -> EvalEnv:
-    """Top level, so that spawned workers can unpickle it as an environment factory.
+    """Top level, so that spawned workers can unpickle it as an environment factory. ``config``: a
+    ``sim.EnvConfig`` for our tasks, ``MetaWorldSettings`` for Meta-World's.
 
     In a worker, it also makes the worker exit when the evaluator dies (even by SIGKILL), not linger.
     """
     exit_with_parent()
-    return EvalEnv(sim.make(task, config=config), index, expert_noise)
+    env = config.make(task) if suites.is_metaworld(task) else sim.make(task, config=config)
+    return EvalEnv(env, index, expert_noise, task)
 
 
 class InProcessPool:
@@ -113,7 +120,7 @@ class InProcessPool:
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
         self.max_steps = self.envs[0].unwrapped.max_steps
-        self.fps = self.envs[0].unwrapped.config.control_hz
+        self.fps = self.envs[0].metadata["render_fps"]  # the control rate, in both simulators
 
     def set_instruction(self, mode: str, heldout_template: str | None = None) -> None:
         for env in self.envs:
@@ -167,7 +174,7 @@ class AsyncPool:
         self.single_observation_space = self.vec.single_observation_space
         self.single_action_space = self.vec.single_action_space
         self.max_steps = self.vec.get_attr("max_steps")[0]
-        self.fps = self.vec.get_attr("config")[0].control_hz
+        self.fps = self.vec.get_attr("metadata")[0]["render_fps"]
         self._recording = [False] * self.num_envs
 
     def set_instruction(self, mode: str, heldout_template: str | None = None) -> None:

@@ -5,6 +5,7 @@
     vla-eval policy=expert task=[PickUp,Stack] episodes_per_task=20 out=runs/expert-eval
     vla-eval checkpoint=DIR chunking=ensemble camera_map={agentview:wrist,wrist:agentview}
     vla-eval checkpoint=DIR task=[PickUp,Stack] instruction=[normal,swap,blank,heldout]   # reads its instruction?
+    vla-eval checkpoint=DIR task=metaworld/mt50   # Meta-World (.venv-metaworld), 10 episodes per task by default
 
 Writes ``results.json`` (schema: docs/evaluation.md), ``report.md``, ``videos/<task>.mp4`` and TensorBoard
 scalars under ``out``. Options: ``configs/eval.yaml``, validated by ``EvalConfig``. ``evaluate()`` is the
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 import sim
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
+from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.evaluation.envs import make_pool
@@ -74,9 +76,12 @@ def as_policy(spec, camera_map: dict | None = None, device: str | None = None, e
     )
 
 
-def env_config(policy, env_options: dict | None) -> sim.EnvConfig:
+def env_config(policy, env_options: dict | None, tasks: list[str] | None = None, videos: bool = False):
     """The environments' options: the cameras the policy reads at the size it asks for (a checkpoint: its
-    training frames' size before the resize, so both take the same resize), then ``env_options``."""
+    training frames' size before the resize, so both take the same resize), then ``env_options``. Meta-World's
+    ``tasks`` get ``MetaWorldSettings`` (``videos``: whether a policy that reads no images renders anyway)."""
+    if tasks and mw_eval.is_metaworld(tasks):
+        return mw_eval.settings(policy, env_options, videos)
     options = {"cameras": tuple(policy.cameras) if hasattr(policy, "cameras") else sim.CAMERAS}
     if getattr(policy, "image_size", None) is not None:
         options["image_size"] = tuple(policy.image_size)
@@ -87,7 +92,7 @@ def env_config(policy, env_options: dict | None) -> sim.EnvConfig:
 def evaluate(
     checkpoint_or_policy,
     tasks: Any = "all",
-    episodes_per_task: int = 50,
+    episodes_per_task: int | None = None,
     seed: int | None = None,
     num_envs: int = 1,
     *,
@@ -105,7 +110,8 @@ def evaluate(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate closed-loop; return the results document (docs/evaluation.md). Episode i of every task uses
+    """Evaluate closed-loop; return the results document (docs/evaluation.md). ``episodes_per_task``: None is
+    the protocol's, 50 on our tasks and 10 on Meta-World's (LeRobot's). Episode i of every task uses
     seed ``seed + i`` (default: the first seed of ``split``, ``policies.seeds``); all must lie in ``split``.
     ``frame_codec="libx264"``: the policy sees each camera image after an H.264 round trip at the
     recorder's settings, as its training frames were. ``env_options``: fields of
@@ -114,10 +120,11 @@ def evaluate(
     same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
     each task's video is written to ``<out>/videos/<task>.mp4`` (``<task>-<mode>.mp4`` for the modes
     beside the top level's); nothing else is written (``run`` writes the report)."""
-    tasks = sim.resolve_tasks(tasks)
+    tasks = mw_eval.resolve_tasks(tasks)
     modes = resolve_modes(instruction)
-    check_modes(modes, tasks)
+    _check_suite_options(tasks, modes, env_options, camera_map)
     templates = heldout_templates(modes, tasks, holdout_templates)
+    episodes_per_task = mw_eval.default_episodes(tasks, episodes_per_task)
     if episodes_per_task < 1 or num_envs < 1:
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
@@ -130,7 +137,7 @@ def evaluate(
 
         policy = EncodedFrames(policy, frame_codec)
     check_batchable(policy, min(num_envs, episodes_per_task))
-    config = env_config(policy, env_options)
+    config = env_config(policy, env_options, tasks, videos=out is not None)
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
     expert = policy.noise if isinstance(policy, ExpertPolicy) else None
     pools = partial(make_pool, config=config, num_envs=min(num_envs, episodes_per_task), expert_noise=expert)
@@ -147,7 +154,21 @@ def evaluate(
         "frame_codec": frame_codec,
     }
     protocol = eval_report.protocol(policy, config, seeds, max_steps, execution)
-    return {**_document(entries, modes, templates, protocol), "timing": _timing(timing)}
+    document = _document(entries, modes, templates, protocol)
+    if isinstance(config, mw_eval.MetaWorldSettings):
+        document["protocol"]["metaworld"] = mw_eval.protocol(config, tasks)
+        document["metaworld"] = mw_eval.summary(document["tasks"])
+    return {**document, "timing": _timing(timing)}
+
+
+def _check_suite_options(tasks: list[str], modes: list[str], env_options, camera_map) -> None:
+    """Options the tasks' simulator cannot honour, refused with the reason before anything runs; Meta-World
+    without Meta-World installed: ``ImportError`` saying how to get it."""
+    if mw_eval.is_metaworld(tasks):
+        mw_eval.check_options(modes, env_options, camera_map)
+        mw_eval.check_installed(tasks)
+    else:
+        check_modes(modes, tasks)
 
 
 def _document(entries: dict[str, dict], modes: list[str], templates: dict, protocol: dict) -> dict:
@@ -230,8 +251,8 @@ class EvalConfig:
     checkpoint: str | None = None  # a checkpoint directory, or a vla-train run (its checkpoints/last)
     policy: str = "checkpoint"  # "checkpoint" | "expert" (the scripted experts, through the same loop)
     expert_noise: float = 0.0  # policy=expert: std of Gaussian noise on the arm actions, seeded per episode
-    task: Any = "all"  # "all", a task name, or a list of names
-    episodes_per_task: int = 50
+    task: Any = "all"  # "all", a task name, or a list of names; or Meta-World ids (metaworld/mt10, ...)
+    episodes_per_task: int | None = None  # None: 50 on our tasks, 10 on Meta-World (LeRobot's protocol)
     split: str = HELDOUT.name  # "heldout" (reported numbers) | "tune" (choosing recipes): policies/seeds.py
     seed: int | None = None  # episode i of every task uses seed + i; None: the split's first seed
     frame_codec: str = "none"  # "libx264": images reach the policy through an H.264 round trip
@@ -263,22 +284,23 @@ class EvalConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if (self.policy == EXPERT) == (self.checkpoint is not None):
             raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
+        self.task = mw_eval.resolve_tasks(self.task)
+        self.episodes_per_task = mw_eval.default_episodes(self.task, self.episodes_per_task)
         episode_seeds(self.split, self.episodes_per_task, self.seed)  # inside the split, or an error now
         if self.frame_codec not in FRAME_CODECS:
             raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {self.frame_codec!r}")
         if self.chunking not in CHUNKING:
             raise ValueError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}")
-        self.task = sim.resolve_tasks(self.task)
         self.instruction = resolve_modes(self.instruction)
-        check_modes(self.instruction, self.task)
+        if self.camera_map is not None and not isinstance(self.camera_map, dict):
+            raise ValueError(
+                f"camera_map must map model cameras to observation cameras, got {self.camera_map!r}"
+            )
+        _check_suite_options(self.task, self.instruction, self.env_options(), self.camera_map)
         heldout_templates(self.instruction, self.task, self.holdout_templates)  # valid, or an error now
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.camera_map is not None:
-            if not isinstance(self.camera_map, dict):
-                raise ValueError(
-                    f"camera_map must map model cameras to observation cameras, got {self.camera_map!r}"
-                )
             self.camera_map = {str(slot): str(camera) for slot, camera in self.camera_map.items()}
 
     def env_options(self) -> dict:
@@ -329,6 +351,10 @@ def run(config: EvalConfig) -> dict:
 @hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     passive_openmp()
+    try:
+        mw_eval.check_installed(OmegaConf.to_container(cfg)["task"])
+    except ImportError as error:  # Meta-World missing: the install hint alone, first; a trace would bury it
+        raise SystemExit(f"vla-eval: {error}") from None
     config = OmegaConf.to_object(cfg)
     document = run(config)
     print(eval_report.report_markdown(document))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-import sim
 from policies.evaluation.instruction import NORMAL, instruction_markdown
+from policies.evaluation.metaworld import markdown as metaworld_markdown
 from policies.reports.results import markdown_table
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
@@ -88,9 +88,9 @@ def policy_protocol(policy) -> dict:
     return entry
 
 
-def protocol(policy, env_config: sim.EnvConfig, seeds: list[int], max_steps: dict, execution: dict) -> dict:
-    """Everything the numbers depend on; ``execution``: chunking, n_action_steps, ensemble_coeff, num_envs,
-    device."""
+def protocol(policy, env_config, seeds: list[int], max_steps: dict, execution: dict) -> dict:
+    """Everything the numbers depend on; ``env_config``: a ``sim.EnvConfig`` or Meta-World's settings (a
+    dataclass either way); ``execution``: chunking, n_action_steps, ensemble_coeff, num_envs, device."""
     env = {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(env_config).items()}
     env.pop("max_steps")  # per task below: the task's limit or the override
     return {
@@ -149,7 +149,12 @@ def report_markdown(document: dict) -> str:
     else:
         policy = f"`{p['policy']}`"
     seeds = p["seeds"]
-    cameras = ", ".join(p["cameras"]) or "no cameras"
+    size = p["image_size"]
+    images = f"observation images {size[0]}x{size[1]} ({', '.join(p['cameras'])})" if p["cameras"] else ""
+    # Meta-World's seed picks a scene among MT1's 50 fixed ones; our tasks draw everything from it.
+    draws = "each task draws its own stream from a seed"
+    if "metaworld" in p:
+        draws = "each picks one of the task's 50 MT1 scenes"
     versions_line = ", ".join(f"{name} {v}" for name, v in p["versions"].items())
     if "machine" in p:  # results written before the machine was recorded lack it
         versions_line += f"; {p['machine']['cpu']}, {p['machine']['cores']} cores"
@@ -161,10 +166,11 @@ def report_markdown(document: dict) -> str:
         f"Policy: {policy}.{mode}\n\n"
         f"{markdown_table(document)}\n\n"
         f"{p['episodes_per_task']} episodes per task, seeds {seeds[0]}..{seeds[-1]} of the `{p['split']}` "
-        f"split (episode i uses seed {seeds[0]} + i; each task draws its own stream from a seed); success with "
+        f"split (episode i uses seed {seeds[0]} + i; {draws}); success with "
         f"its Wilson 95% interval; frames through codec `{p['frame_codec']}`; chunking `{p['chunking']}`, "
-        f"n_action_steps {p['n_action_steps']}; observation "
-        f"images {p['image_size'][0]}x{p['image_size'][1]} ({cameras}); control at "
+        f"n_action_steps {p['n_action_steps']}; {images or 'no observation images'}; control at "
         f"{p['control_hz']} Hz; step limits {p['max_steps']}; {versions_line}. "
-        "Full protocol in `results.json`.\n" + (f"\n{modes}" if modes else "")
+        "Full protocol in `results.json`.\n"
+        + (f"\n{modes}" if modes else "")
+        + (f"\n{buckets}" if (buckets := metaworld_markdown(document)) else "")
     )
