@@ -13,7 +13,14 @@ from vla.train import checkpoint as ckpt
 from vla.train.loop import train
 
 STEPS = 30
-OVERRIDES = [*SMALL, "tasks=[OpenDrawer]", "stages=[train]", f"steps={STEPS}", "batch_size=4", "save_every=3"]
+OVERRIDES = [
+    *SMALL,
+    "tasks=[PressButton]",
+    "stages=[train]",
+    f"steps={STEPS}",
+    "batch_size=4",
+    "save_every=3",
+]
 
 
 def demo_config(out, *more):

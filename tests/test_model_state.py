@@ -28,12 +28,14 @@ def samples(make_dataset):
 
 
 def build(data, **changes) -> VLA:
+    """The demo's model, images only unless ``changes`` say otherwise (the demo itself shows the state)."""
+    changes.setdefault("state_dropout", 1.0)
     torch.manual_seed(0)
     model = demo_model(*(f"model.{key}={value}" for key, value in changes.items()))
     return VLA(model, data.stats)
 
 
-def test_the_demo_model_gives_every_trainable_weight_a_gradient(samples):
+def test_the_images_only_demo_model_gives_every_trainable_weight_a_gradient(samples):
     """DDP (without find_unused_parameters) fails on a trainable weight that gets no gradient."""
     data, batch = samples
     vla = build(data)
