@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from toy_vla import small_model
 
 import sim
 from policies.apps.demo import DemoConfig, run_demo
-from vla.model.config import ConnectorConfig, LanguageConfig, LLMConfig, ModelConfig, VisionConfig
+from vla.model.config import LanguageConfig, LLMConfig, ModelConfig, VisionConfig
 
 
 def test_record_train_evaluate_report_end_to_end(tmp_path):
-    model = ModelConfig(
-        vision=VisionConfig(kind="resnet18", width=32),
-        connector=ConnectorConfig(kind="mlp"),
-        llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
-        image_size=[32, 32],
-        chunk_size=4,
-        language=LanguageConfig(encoder="minilm"),
-    )
+    model = small_model(language=LanguageConfig(encoder="minilm"))
     config = DemoConfig(
         out=str(tmp_path / "demo"),
         tasks=["PressButton"],

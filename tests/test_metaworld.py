@@ -301,10 +301,10 @@ def test_vla_eval_of_the_experts_gives_per_task_and_bucket_means(tmp_path):
 def test_a_vla_trains_on_a_metaworld_recording_and_is_evaluated_on_metaworld(tmp_path):
     """4-D state and actions, one camera: record 2 expert episodes, train 3 steps, evaluate 1 short episode."""
     import torch
+    from toy_vla import small_model
 
     from policies.evaluation.evaluate import evaluate
     from policies.recording.app import RecordConfig, record
-    from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
     from vla.train.config import TrainConfig
     from vla.train.loop import train
 
@@ -313,14 +313,7 @@ def test_a_vla_trains_on_a_metaworld_recording_and_is_evaluated_on_metaworld(tmp
     try:
         data, run_dir = tmp_path / "mw", tmp_path / "run"
         record(RecordConfig(task=EASY[0], episodes_per_task=2, image_size=[32, 32], workers=1, out=str(data)))
-        model = ModelConfig(
-            vision=VisionConfig(kind="resnet18", width=32),
-            connector=ConnectorConfig(kind="mlp"),
-            llm=LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
-            image_size=[32, 32],
-            chunk_size=4,
-            cameras=["corner2"],
-        )
+        model = small_model(cameras=["corner2"])
         options = {"steps": 3, "batch_size": 4, "warmup_steps": 0, "val_fraction": 0.0, "val_every": 0}
         result = train(TrainConfig(model=model, dataset=str(data), out=str(run_dir), **options))
         assert result.step == 3

@@ -103,6 +103,21 @@ SMALL = [
 ]
 
 
+def small_model(**changes) -> ModelConfig:
+    """The tiny VLA at a test's size (32 px images, a narrow ResNet, a 2-layer LLM), MLP connector, chunk 4;
+    ``changes``: other ModelConfig fields."""
+    from vla.model.config import ConnectorConfig, LLMConfig, VisionConfig
+
+    fields = {
+        "vision": VisionConfig(kind="resnet18", width=32),
+        "connector": ConnectorConfig(kind="mlp"),
+        "llm": LLMConfig(name="tiny", hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+        "image_size": [32, 32],
+        "chunk_size": 4,
+    }
+    return ModelConfig(**{**fields, **changes})
+
+
 def demo_model(*overrides: str) -> ModelConfig:
     """The model section of the ``vla-demo`` preset (configs/demo.yaml) at a test's size: its connector,
     state dropout, goal loss, chunk and bin settings, with small images, vision and LLM."""
