@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from toy_vla import small_model
@@ -94,34 +95,84 @@ def test_every_pipeline_preset_composes():
     with initialize_config_module("configs", version_base="1.3"):
         demo = OmegaConf.to_object(compose("demo"))
         suite = OmegaConf.to_object(compose("suite_smollm2", overrides=["stages=[record]"]))
+        suite_cpu = OmegaConf.to_object(compose("suite_cpu"))
+        mt10 = OmegaConf.to_object(compose("metaworld_mt10_cpu"))
+        mt50 = OmegaConf.to_object(compose("metaworld_mt50", overrides=["stages=[record]"]))
     assert demo.model.llm.name == "tiny" and len(demo.tasks) >= 2 and demo.eval_episodes == 50
     # One action per step: with DART labels a longer chunk would be executed blind (docs/benchmarks.md).
     assert demo.noise > 0 and demo.model.chunk_size == 1 == demo.n_action_steps
     assert demo.model.prompt == "{instruction}" and demo.model.connector.kind == "keypoints"
     assert suite.model.llm.name == "smollm2-135m" and suite.tasks == sim.list_tasks()
-    assert suite.stages == ["record"] and suite.eval_episodes == 50
+    assert suite.stages == ["record"] and suite.eval_episodes == 50 == suite_cpu.eval_episodes
+    # Meta-World: its groups spelled out, one camera, one instruction per task, LeRobot's 10 episodes per task.
+    assert len(mt10.tasks) == 10 and len(mt50.tasks) == 50 and mt10.tasks[0].startswith("metaworld/")
+    for preset in (mt10, mt50):
+        assert preset.model.cameras == ["corner2"] and preset.eval_episodes == 10
+        assert preset.episodes_per_task == 50 and preset.noise == 0.1 and preset.goals_per_scene == 1
+        assert preset.model.chunk_size == 1 == preset.n_action_steps and preset.model.state_dropout == 0
+        assert preset.model.language.encoder == "minilm" and preset.model.connector.kind == "keypoints"
+        assert not preset.instruction_eval and preset.holdout_templates is None
+    assert mt10.model.llm.name == "tiny" and mt10.model.image_size == [128, 128] and mt10.device == "auto"
+    assert mt50.model.llm.name == "smollm2-135m" and mt50.steps > mt10.steps
 
 
-@pytest.mark.parametrize("preset", ["demo", "suite_cpu"])
+@pytest.mark.parametrize("preset", ["demo", "suite_cpu", "metaworld_mt10_cpu"])
 def test_the_cpu_recipes_build_their_model_and_train_on_a_fake_batch(preset, make_dataset):
     """Every CPU recipe's model section builds and takes a training step on a batch of its own shapes,
-    the instruction machinery (sentence encoder, whitening, FiLM, instruction keypoints) included."""
+    the instruction machinery (sentence encoder, whitening, FiLM, instruction keypoints) included; a
+    Meta-World recipe on Meta-World's shapes (4-D state and action, the corner2 camera)."""
     import torch
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     from vla.data.dataset import VLADataset, collate
     from vla.model.vla import VLA
+    from vla.train.data import fit_model_config
 
     with initialize_config_module("configs", version_base="1.3"):
         config = OmegaConf.to_object(compose(preset))
     model_config = config.model
-    root = make_dataset(episodes=2, lengths=[3, 3], image_size=tuple(model_config.image_size))
+    shapes = {"state_dim": 4, "action_dim": 4, "cameras": ("corner2",)} if config.metaworld else {}
+    action_dim = shapes.get("action_dim", 7)
+    root = make_dataset(episodes=2, lengths=[3, 3], image_size=tuple(model_config.image_size), **shapes)
     dataset = VLADataset(root, cameras=model_config.cameras, chunk_size=model_config.chunk_size)
+    model_config = fit_model_config(model_config, dataset.meta)  # the dataset's sizes, as training does
     torch.manual_seed(0)
     model = VLA(model_config, dataset.stats)
     model.fit_instructions(dataset.meta.tasks)
     out = model.loss(collate([dataset[i] for i in range(4)]))
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
-    assert model.predict(collate([dataset[0]])).shape == (1, model_config.chunk_size, 7)
+    assert model.predict(collate([dataset[0]])).shape == (1, model_config.chunk_size, action_dim)
+
+
+def test_metaworld_options_are_checked_before_anything_runs():
+    """One suite per run; Meta-World's one camera, one instruction and one goal per task, each with why."""
+    config = DemoConfig(tasks=["metaworld/reach-v3", "metaworld/mt10"])
+    assert config.tasks[0] == "metaworld/reach-v3" and len(config.tasks) == 10  # repeats dropped
+    assert config.model.cameras == ["corner2"]  # our default cameras stand for Meta-World's one
+    assert config.eval_episodes == 10 and DemoConfig(tasks=["PickUp"]).eval_episodes == 50
+    assert DemoConfig(tasks=["metaworld/mt10"], eval_episodes=3).eval_episodes == 3
+    with pytest.raises(ValueError, match=r"cannot record Meta-World .* their robots"):
+        DemoConfig(tasks=["metaworld/reach-v3", "PickUp"])
+    with pytest.raises(ValueError, match=r"model.cameras must be \[corner2\], got \['agentview'\]"):
+        DemoConfig(tasks=["metaworld/reach-v3"], model=ModelConfig(cameras=["agentview"]))
+    with pytest.raises(ValueError, match=r"goals_per_scene must be 1 for Meta-World.*one goal"):
+        DemoConfig(tasks=["metaworld/reach-v3"], goals_per_scene=3)
+    with pytest.raises(ValueError, match=r"holdout_templates must be null for Meta-World.*one instruction"):
+        DemoConfig(tasks=["metaworld/reach-v3"], holdout_templates="last")
+    with pytest.raises(ValueError, match=r"instruction_eval=\['swap'\] is not available on Meta-World"):
+        DemoConfig(tasks=["metaworld/reach-v3"], instruction_eval=["swap"])
+    with pytest.raises(ValueError, match="unknown Meta-World task"):
+        DemoConfig(tasks=["metaworld/no-such-task-v3"])
+
+
+def test_a_metaworld_demo_without_metaworld_says_how_to_install_it_before_anything_runs(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # makes `import metaworld` raise ImportError
+    out = tmp_path / "demo"
+    config = DemoConfig(out=str(out), tasks=["metaworld/reach-v3"], stages=["train", "eval"])
+    with pytest.raises(ImportError, match=r"make metaworld"):
+        run_demo(config)  # not after the training
+    assert not out.exists()

@@ -330,3 +330,39 @@ def test_a_vla_trains_on_a_metaworld_recording_and_is_evaluated_on_metaworld(tmp
     assert entry["episodes"] == 1 and entry["episode_results"][0]["length"] <= 12
     assert (tmp_path / "eval" / entry["video"]).stat().st_size > 0
     assert document["metaworld"]["buckets"]["easy"]["episodes"] == 1
+
+
+# -- vla-demo ------------------------------------------------------------------------------------------------
+def test_vla_demo_records_trains_and_evaluates_metaworld_end_to_end(tmp_path):
+    """vla-demo on a Meta-World task: corner2 recorded at the model's size, 3 training steps, Meta-World's
+    evaluation (1 short episode) with its metaworld section in results.json and the report."""
+    import torch
+    from toy_vla import small_model
+
+    from policies.apps.demo import DemoConfig, run_demo
+
+    model = small_model(chunk_size=1)  # cameras left at our default: the demo sets Meta-World's corner2
+    config = DemoConfig(
+        out=str(tmp_path / "demo"), tasks=[EASY[0]], episodes_per_task=2, noise=0.1, workers=1, steps=3,
+        batch_size=4, warmup_steps=0, eval_episodes=1, eval_max_steps=12, eval_num_envs=1, n_action_steps=1,
+        torch_threads=1, model=model,
+    )  # fmt: skip
+    assert config.model.cameras == ["corner2"]
+    threads = torch.get_num_threads()
+    try:
+        run_demo(config)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "demo"
+    info = json.loads((out / "data" / "meta" / "info.json").read_text())
+    assert info["robot_type"] == "metaworld_sawyer" and info["total_episodes"] == 2
+    assert info["features"]["observation.images.corner2"]["shape"][:2] == [32, 32]  # the model's size
+    saved = json.loads((out / "results.json").read_text())
+    entry = saved["tasks"][EASY[0]]
+    assert entry["episodes"] == 1 and entry["episode_results"][0]["length"] <= 12
+    assert saved["demo"]["train_steps"] == 3 and saved["protocol"]["cameras"] == ["corner2"]
+    assert saved["protocol"]["max_steps"] == {EASY[0]: 12} and saved["protocol"]["image_size"] == [32, 32]
+    assert saved["metaworld"]["mean_over_tasks"]["episodes"] == 1
+    assert list(saved["metaworld"]["buckets"]) == ["easy"]
+    report = (out / "report.md").read_text()
+    assert "Meta-World by difficulty" in report and "training curves" in report

@@ -4,10 +4,16 @@
     vla-demo tasks=[OpenDrawer,CloseDrawer,PressButton] steps=3000 out=runs/demo3
     vla-demo --config-name suite_smollm2 stages=[record]       # the GPU recipe: record on a CPU machine,
     vla-demo --config-name suite_smollm2 stages=[train,eval]   # then train and evaluate on the GPU
+    vla-demo --config-name metaworld_mt10_cpu                  # Meta-World MT10 (in .venv-metaworld)
 
 Writes under ``out``: ``data/`` (the LeRobotDataset), ``train/`` (checkpoints, TensorBoard), ``results.json``,
 ``report.md``, ``videos/`` (evaluation episodes) and ``training_curves.png``. Each stage is resumable: a second
 run reuses the recorded episodes and the finished training. ``stages`` runs a subset, in order.
+
+``tasks`` may instead name Meta-World (``metaworld/mt10``, a task id or a list; not mixed with our tasks):
+its experts record ``corner2`` at the model's image size, the model reads ``[corner2]`` (set so when
+``model.cameras`` is our default), and vla-eval runs Meta-World's protocol (10 episodes per task unless
+``eval_episodes`` says otherwise), the results' ``metaworld`` section included (docs/metaworld.md).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import sim
+from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.evaluate import EvalConfig, run
 from policies.evaluation.instruction import (
@@ -32,10 +39,11 @@ from policies.evaluation.instruction import (
     mode_document,
     resolve_modes,
 )
+from policies.recording import suites
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from policies.threads import passive_openmp
-from sim import resolve_tasks
+from sim import metaworld as mw
 from vla.model.config import ModelConfig
 from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig
 
@@ -46,6 +54,7 @@ STAGES = ("record", "train", "eval")
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
+    # Our tasks ("all", names) or Meta-World ids (metaworld/mt10, metaworld/reach-v3, ...), not both
     tasks: list[str] = field(default_factory=lambda: ["OpenDrawer", "CloseDrawer"])
     episodes_per_task: int = 60  # recorded demonstrations per task
     noise: float = 0.0  # expert action noise while recording; frames keep the intended actions (DART)
@@ -68,7 +77,8 @@ class DemoConfig:
     goals_per_scene: int = 1
     # Templates kept out of recording and used by the heldout evaluation: none | last | {task: template}
     holdout_templates: Any = None
-    eval_episodes: int = 50  # closed-loop episodes per task
+    eval_episodes: int | None = None  # closed-loop episodes per task; None: 50 on ours, 10 on Meta-World
+    eval_max_steps: int | None = None  # None: each task's own step limit; fewer for a quick look
     # Does the policy read its instruction? Modes evaluated on the language tasks beside the normal
     # evaluation: swap | blank | heldout (policies.evaluation.instruction), on the same held-out seeds.
     instruction_eval: list[str] = field(default_factory=list)
@@ -82,7 +92,8 @@ class DemoConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        self.tasks = resolve_tasks(list(self.tasks))
+        self.tasks = suites.resolve(list(self.tasks))  # one suite, or an error saying why
+        self.eval_episodes = mw_eval.default_episodes(self.tasks, self.eval_episodes)
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(self.stages)}")
@@ -113,7 +124,11 @@ class DemoConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_max_steps is not None and self.eval_max_steps < 1:
+            raise ValueError(f"eval_max_steps must be >= 1 or null, got {self.eval_max_steps}")
         self.instruction_eval = resolve_modes(self.instruction_eval) if self.instruction_eval else []
+        if self.metaworld:
+            self._check_metaworld()
         if NORMAL in self.instruction_eval:
             raise ValueError(
                 "instruction_eval lists the modes beside normal, which the eval stage always runs"
@@ -130,6 +145,20 @@ class DemoConfig:
                 f"n_action_steps ({self.n_action_steps}) must be <= model.chunk_size ({self.model.chunk_size}): "
                 "the policy predicts only chunk_size actions at a time"
             )
+
+    def _check_metaworld(self) -> None:
+        """What Meta-World needs (docs/metaworld.md): one instruction and one goal per task, one camera."""
+        suites.check_one_goal(self.goals_per_scene, self.holdout_templates)
+        mw_eval.refuse_instruction_modes(
+            self.instruction_eval, "instruction_eval", "leave instruction_eval empty"
+        )
+        self.model = replace(
+            self.model, cameras=suites.metaworld_cameras(self.model.cameras, "model.cameras")
+        )
+
+    @property
+    def metaworld(self) -> bool:
+        return suites.suite_of(self.tasks) is suites.METAWORLD
 
     @property
     def language_tasks(self) -> list[str]:
@@ -162,6 +191,8 @@ def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
 
 
 def _record(config: DemoConfig, dataset: Path) -> None:
+    # Meta-World: its one camera, at the size the model reads (our tasks: vla-record's 128 x 128, both cameras)
+    suite = {"cameras": [mw.CAMERA], "image_size": list(config.model.image_size)}
     record(
         RecordConfig(
             task=config.tasks,
@@ -171,6 +202,7 @@ def _record(config: DemoConfig, dataset: Path) -> None:
             workers=config.workers,
             goals_per_scene=config.goals_per_scene,
             holdout_templates=config.holdout_templates,
+            **(suite if config.metaworld else {}),
         )
     )
 
@@ -192,6 +224,7 @@ def _evaluate(config: DemoConfig, run_dir: Path) -> dict:
         n_action_steps=config.n_action_steps,
         device=device,
         torch_threads=config.torch_threads,
+        max_steps=config.eval_max_steps,
         out=str(config.out),
     )
     document = run(eval_config)
@@ -234,6 +267,8 @@ def run_demo(config: DemoConfig) -> dict | None:
     from vla.train.loop import train
 
     out = Path(config.out)
+    if {"record", "eval"} & set(config.stages):
+        suites.check_installed(config.tasks)  # Meta-World: the make metaworld hint now, not after training
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     dataset, result = out / "data", None

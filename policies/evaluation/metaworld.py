@@ -76,12 +76,7 @@ def default_episodes(tasks: list[str], episodes_per_task: int | None) -> int:
 
 def check_options(modes: list[str], env_options: dict | None, camera_map: dict | None) -> None:
     """``ValueError`` for the options Meta-World cannot honour, each with the reason."""
-    if modes != ["normal"]:
-        raise ValueError(
-            f"instruction={modes} is not available on Meta-World: each task has one instruction naming its "
-            "one goal, so swap has no other goal to name, heldout no held-out paraphrase, and blank no "
-            "chance level to compare with (its instruction only names the task); use instruction=normal"
-        )
+    refuse_instruction_modes(modes, "instruction", "use instruction=normal")
     options = {key: value for key, value in (env_options or {}).items() if value is not None}
     if list(options.get("cameras", [mw.CAMERA])) != [mw.CAMERA]:
         raise ValueError(
@@ -99,6 +94,16 @@ def check_options(modes: list[str], env_options: dict | None, camera_map: dict |
     if options.get("max_steps", 1) > mw.MAX_STEPS:
         raise ValueError(
             f"max_steps must be <= {mw.MAX_STEPS} on Meta-World (its limit), got {options['max_steps']}"
+        )
+
+
+def refuse_instruction_modes(modes: list[str], option: str, remedy: str) -> None:
+    """``ValueError`` naming ``option`` when ``modes`` hold a mode other than normal, with the reason."""
+    if [mode for mode in modes if mode != "normal"]:
+        raise ValueError(
+            f"{option}={modes} is not available on Meta-World: each task has one instruction naming its "
+            "one goal, so swap has no other goal to name, heldout no held-out paraphrase, and blank no "
+            f"chance level to compare with (its instruction only names the task); {remedy}"
         )
 
 

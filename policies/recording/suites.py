@@ -80,19 +80,30 @@ def checked_cameras(tasks: list[str], config) -> list[str]:
         sim.holdout_templates(config.holdout_templates)  # valid, or an error naming the templates
         return list(config.cameras)
     sim.EnvConfig(image_size=tuple(config.image_size), cameras=())  # validates the size
-    if config.goals_per_scene != 1:
+    check_one_goal(config.goals_per_scene, config.holdout_templates)
+    return metaworld_cameras(config.cameras)
+
+
+def check_one_goal(goals_per_scene: int, holdout_templates: Any) -> None:
+    """``ValueError`` unless the counterfactual options are off, as Meta-World needs (one instruction per task)."""
+    if goals_per_scene != 1:
         raise ValueError(
-            f"goals_per_scene must be 1 for Meta-World, got {config.goals_per_scene}: each task has one "
+            f"goals_per_scene must be 1 for Meta-World, got {goals_per_scene}: each task has one "
             "instruction and one goal, so a scene has no other goal to name"
         )
-    if config.holdout_templates not in (None, "none"):
+    if holdout_templates not in (None, "none"):
         raise ValueError(
-            f"holdout_templates must be null for Meta-World, got {config.holdout_templates!r}: each task has "
+            f"holdout_templates must be null for Meta-World, got {holdout_templates!r}: each task has "
             "one instruction, so there is no paraphrase to hold out"
         )
-    if list(config.cameras) in (list(sim.CAMERAS), [mw.CAMERA]):  # sim's default stands for "the default"
+
+
+def metaworld_cameras(cameras: Any, option: str = "cameras") -> list[str]:
+    """``[corner2]`` for ``cameras`` (``option`` names them in the error): Meta-World's one camera, or our
+    default ``[agentview, wrist]``, taken to mean "the default"; ``ValueError`` for any other."""
+    if list(cameras) in (list(sim.CAMERAS), [mw.CAMERA]):
         return [mw.CAMERA]
-    raise ValueError(f"Meta-World has one camera: cameras must be [{mw.CAMERA}], got {list(config.cameras)}")
+    raise ValueError(f"Meta-World has one camera: {option} must be [{mw.CAMERA}], got {list(cameras)}")
 
 
 def check_installed(tasks: list[str]) -> None:
