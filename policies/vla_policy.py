@@ -37,15 +37,24 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 class VLAPolicy:
-    """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``."""
+    """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``;
+    ``decoding``/``chunk_size``, when given, must be the checkpoint's (an error naming both otherwise)."""
 
     # An empty instruction is refused (a client that forgot it), except while ``vla-eval instruction=blank``
     # measures what the policy does without one (policies.evaluation.instruction).
     allow_blank_instruction: bool = False
 
-    def __init__(self, checkpoint_dir, camera_map: dict | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        checkpoint_dir,
+        camera_map: dict | None = None,
+        device: str = "cpu",
+        decoding: str | None = None,
+        chunk_size: int | None = None,
+    ):
         self.checkpoint = resolve_checkpoint(checkpoint_dir)
-        self._init(VLA.load(self.checkpoint), camera_map, device)
+        model = VLA.load(self.checkpoint, decoding=decoding, chunk_size=chunk_size)
+        self._init(model, camera_map, device)
 
     @classmethod
     def from_model(cls, model: VLA, camera_map: dict | None = None, device: str | None = None) -> VLAPolicy:

@@ -86,8 +86,9 @@ def test_the_prompt_template_sets_the_text_the_llm_reads_and_survives_a_checkpoi
             small_config(prompt=bad)
 
 
-def test_predict_decodes_every_output_into_the_action_range(dataset, batch):
-    vla = model_for(dataset)
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_predict_decodes_every_output_into_the_action_range(dataset, batch, decoding):
+    vla = model_for(dataset, decoding=decoding)
     actions = vla.predict(batch)
     assert actions.shape == (8, 4, 7) and actions.dtype == np.float32
     q01 = np.asarray(dataset.stats["action"]["q01"])
@@ -115,12 +116,50 @@ def test_kv_cache_decoding_matches_full_recomputation(dataset, batch):
     np.testing.assert_array_equal(cached, recomputed)
 
 
-def test_save_then_load_gives_identical_actions(dataset, batch, tmp_path):
-    vla = model_for(dataset).eval()
+def test_parallel_decoding_predicts_what_its_training_pass_scores(dataset, batch):
+    """Inference is the training forward pass: the same logits, so the same argmax over the action ids."""
+    vla = model_for(dataset, decoding="parallel").eval()
+    with torch.no_grad():
+        embeds, mask, _ = vla._prefix(batch)
+        targets, _ = vla.processor.action_targets(batch["actions"], batch["action_mask"])
+        logits = vla._training_logits(embeds, mask, targets)  # the targets' values are never read
+    trained = vla.processor.decode(vla.action_ids[logits[..., vla.action_ids].argmax(-1)].numpy())
+    np.testing.assert_array_equal(vla.predict(batch), trained)
+
+
+def test_parallel_mask_placeholders_see_the_prefix_and_each_other_never_padding():
+    from vla.model.decoding import parallel_mask
+
+    prefix = torch.tensor([[0, 1, 1], [1, 1, 1]])  # the first sample left-padded by one
+    allowed = parallel_mask(prefix, 2, torch.float32)[:, 0] == 0  # (B, 5, 5): query row, key column
+    assert allowed.shape == (2, 5, 5)
+    assert allowed[:, 3:, 1:].all() and not allowed[0, 3:, 0].any()  # placeholders: prefix and each other
+    assert not allowed[:, :3, 3:].any()  # the prefix never sees the placeholders
+    assert allowed[1, 2, :3].all() and not allowed[1, 1, 2]  # causal inside the prefix
+    assert not allowed[0, 1:, 0].any() and allowed[0, 0, 0]  # a padding key only for its own row
+
+
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_save_then_load_gives_identical_actions(dataset, batch, tmp_path, decoding):
+    vla = model_for(dataset, decoding=decoding).eval()
     vla.save(tmp_path / "ckpt")
     loaded = VLA.load(tmp_path / "ckpt").eval()
+    assert loaded.config.decoding == decoding
     np.testing.assert_array_equal(vla.predict(batch), loaded.predict(batch))
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt")), "nothing pickled"
+
+
+def test_a_checkpoint_asked_for_another_decoding_or_chunk_size_is_refused_naming_both(dataset, tmp_path):
+    model_for(dataset, decoding="parallel").save(tmp_path / "ckpt")
+    with pytest.raises(
+        ValueError, match=r"trained with decoding='parallel'; asked for decoding='autoregressive'"
+    ):
+        VLA.load(tmp_path / "ckpt", decoding="autoregressive")
+    with pytest.raises(ValueError, match=r"trained with chunk_size=4; asked for chunk_size=10"):
+        VLA.load(tmp_path / "ckpt", chunk_size=10)
+    assert VLA.load(tmp_path / "ckpt", decoding="parallel", chunk_size=4).config.decoding == "parallel"
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        small_config(decoding="beam")
 
 
 def test_a_checkpoint_with_a_missing_file_or_wrong_shapes_is_refused(dataset, tmp_path):
@@ -143,12 +182,17 @@ def test_missing_normalization_statistics_are_an_error(dataset):
         VLA(small_config(), stats)
 
 
-def test_tiny_model_overfits_one_batch(dataset, batch):
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_tiny_model_overfits_one_batch(dataset, batch, decoding):
     # Bounded in optimizer steps, not seconds, so a busy machine cannot fail it. The synthetic frames differ
-    # by a few grey levels and the states by 0.2% of their range, so a handful of tokens stay hard: ask for
-    # nearly all of them and a loss far below its start.
+    # by a few grey levels and the states by 0.2% of their range: only teacher forcing (the autoregressive
+    # path sees the true earlier tokens) tells some samples apart. Spread over the state's range, the inputs
+    # do, so both decodings must learn all of them: ask for nearly every token and a loss far below its start.
+    stats = dataset.stats["observation.state"]
+    q01, q99 = (torch.as_tensor(stats[q], dtype=torch.float32) for q in ("q01", "q99"))
+    batch["state"] = q01 + torch.linspace(0, 1, len(batch["state"]))[:, None] * (q99 - q01)
     torch.manual_seed(0)
-    vla = model_for(dataset)
+    vla = model_for(dataset, decoding=decoding)
     optimizer = torch.optim.AdamW([p for p in vla.parameters() if p.requires_grad], lr=2e-3)
     first_loss = accuracy = None
     for _ in range(200):

@@ -14,6 +14,7 @@ VISION_KINDS = ("resnet18", "vit", "hf")
 CONNECTOR_KINDS = ("mlp", "resampler", "keypoints")
 LLM_PRESETS = ("tiny", "smollm2-135m")
 LANGUAGE_ENCODERS = ("none", "minilm")
+DECODINGS = ("autoregressive", "parallel")  # vla/model/decoding.py
 
 
 def _positive(owner: str, **values: int) -> None:
@@ -146,6 +147,9 @@ class ModelConfig:
     state_dim: int = 17
     action_dim: int = 7
     chunk_size: int = 10  # K actions predicted per inference
+    # How the K * D action tokens come out (vla/model/decoding.py): "autoregressive", one LLM step per token,
+    # or "parallel", all in one forward pass from learned placeholders. A checkpoint keeps its mode.
+    decoding: str = "autoregressive"
     num_bins: int = 256
     # Soft targets: each action token's target is a Gaussian over neighbouring bins with this std (in bins),
     # so a near miss costs less than a far one (HL-Gauss, Farebrother et al. 2024); 0: one-hot cross-entropy.
@@ -192,6 +196,8 @@ class ModelConfig:
             raise ValueError(f"state_dropout must be a probability in [0, 1], got {self.state_dropout}")
         if self.goal_loss < 0:
             raise ValueError(f"goal_loss must be >= 0 (a loss weight), got {self.goal_loss}")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {self.decoding!r}")
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
         _check_prompt(self.prompt)

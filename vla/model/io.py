@@ -38,7 +38,9 @@ def save_vla(vla, directory) -> None:
             shutil.copy(Path(vla.config.vision.path) / name, directory / "vision" / name)
 
 
-def load_vla(directory, cls):
+def load_vla(directory, cls, decoding: str | None = None, chunk_size: int | None = None):
+    """The checkpoint in ``directory`` as ``cls``. ``decoding`` and ``chunk_size``, when given, are what the
+    caller will run: a checkpoint trained otherwise is refused (its placeholders, or their number, differ)."""
     directory = Path(directory)
     missing = [name for name in FILES if not (directory / name).exists()]
     if missing:
@@ -48,6 +50,14 @@ def load_vla(directory, cls):
         stats = json.loads((directory / "stats.json").read_text())
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"checkpoint {directory}: unreadable config.json or stats.json: {error}") from error
+    asked = {"decoding": decoding, "chunk_size": chunk_size}
+    for name, wanted in asked.items():
+        if wanted is not None and wanted != getattr(config, name):
+            raise ValueError(
+                f"checkpoint {directory} was trained with {name}={getattr(config, name)!r}; asked for "
+                f"{name}={wanted!r}: a model predicts only as it was trained (retrain with {name}={wanted!r}, "
+                "or leave it unset to use the checkpoint's)"
+            )
     if config.vision.kind == "hf":
         config.vision.path = str(directory / "vision")
     vla = cls(config, stats, load_backbone_files(directory / "backbone"), pretrained=False)

@@ -7,9 +7,10 @@ Sequence, per sample (left padding keeps every sample's action tokens at the sam
 With ``language.encoder`` set, a frozen sentence encoder turns the instruction into one vector that
 FiLM-conditions the vision encoder and enters as the instruction token (vla/model/language.py).
 
-Training is teacher-forced cross-entropy on the action tokens only. Inference decodes the K * D action
-tokens autoregressively with a KV cache, the logits restricted to the action ids (constrained decoding:
-every output decodes), then un-normalizes them with the dataset statistics the model carries.
+Training is cross-entropy on the action tokens only. Inference decodes the K * D action tokens, one at a
+time with a KV cache or all in one pass (``decoding``, vla/model/decoding.py), scoring the action ids only
+(constrained decoding: every output decodes), then un-normalizes them with the dataset statistics the model
+carries.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vla.data.dataset import GOAL_STATE
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
+from vla.model.decoding import parallel_mask, positions
 from vla.model.goal import GoalHead, pool_prompt
 from vla.model.io import load_vla, save_vla
 from vla.model.language import InstructionEncoder
@@ -65,6 +67,9 @@ class VLA(nn.Module):
             tokens = len(config.cameras) * self.connector.tokens_per_camera
             self.goal_head = GoalHead(tokens, hidden, config.state_dim)
         self.llm = self._adapt_llm(self.backbone.model, config)
+        if config.decoding == "parallel":  # one learned placeholder per action token, (K*D, H)
+            scale = self.llm.get_input_embeddings().weight.detach().float().std().item()
+            self.action_queries = nn.Parameter(torch.randn(config.action_tokens, hidden) * scale)
         self.processor = Processor(config, stats, self.backbone.tokenizer, self.backbone.action_token_ids)
         self.register_buffer("action_ids", torch.as_tensor(self.backbone.action_token_ids), persistent=False)
         tokenizer = self.processor.actions
@@ -139,13 +144,7 @@ class VLA(nn.Module):
         embeds, mask, parts = self._prefix(batch)
         actions = batch["actions"].to(self.device)
         targets, valid = self.processor.action_targets(actions, batch["action_mask"].to(self.device))
-        inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
-        full_mask = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
-        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.llm(
-            inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions, use_cache=False
-        )
-        logits = out.logits[:, embeds.shape[1] - 1 :].float()  # (B, K*D, V)
+        logits = self._training_logits(embeds, mask, targets)  # (B, K*D, V)
         loss = self._token_loss(logits[valid], targets[valid])
         with torch.no_grad():
             accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
@@ -157,6 +156,28 @@ class VLA(nn.Module):
             goal_mse, metrics["goal_l1"] = self._goal_loss(parts, batch)
             metrics["loss"] = loss + self.config.goal_loss * goal_mse
         return metrics
+
+    def _training_logits(
+        self, embeds: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Full-vocabulary logits (B, n, V) for the n = K*D target tokens (B, n), after the prefix (B, P, H):
+        teacher-forced (autoregressive) or from the placeholders (parallel)."""
+        n = targets.shape[1]
+        if self.config.decoding == "parallel":
+            inputs = torch.cat([embeds, self.action_queries.to(embeds.dtype).expand(len(embeds), -1, -1)], 1)
+            full_mask = torch.cat([mask, torch.ones_like(targets)], dim=1)
+            attention = parallel_mask(mask, n, inputs.dtype)
+        else:  # the output after token i predicts token i + 1; the last prefix position predicts token 0
+            inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
+            full_mask = attention = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
+        out = self.llm(
+            inputs_embeds=inputs,
+            attention_mask=attention,
+            position_ids=positions(full_mask),
+            use_cache=False,
+            logits_to_keep=n,  # the LM head only where a loss is taken
+        )
+        return out.logits.float()
 
     def _goal_loss(self, parts: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The goal head on the prefix's image tokens and instruction vector."""
@@ -188,40 +209,66 @@ class VLA(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: dict) -> np.ndarray:
-        """(B, K, D) float32 actions: greedy, constrained to action tokens, one token at a time with a KV cache."""
+        """(B, K, D) float32 actions: greedy, constrained to action tokens (``decoding``: one token at a time
+        with a KV cache, or all in one pass)."""
         was_training = self.training
         self.eval()
         try:
             embeds, mask, _ = self._prefix(batch)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
-            bins = []
-            for step in range(self.config.action_tokens):
-                choice = out.logits[:, -1, self.action_ids].argmax(-1)  # (B,)
-                bins.append(choice)
-                if step == self.config.action_tokens - 1:
-                    break
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                positions = positions[:, -1:] + 1
-                out = self.llm(
-                    inputs_embeds=self._embed(self.action_ids[choice])[:, None],
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    **_cache_argument(out),
-                )
+            if self.config.decoding == "parallel":
+                bins = self._decode_parallel(embeds, mask)
+            else:
+                bins = self._decode_autoregressive(embeds, mask)
         finally:
             self.train(was_training)
-        token_ids = self.action_ids[torch.stack(bins, dim=1)].cpu().numpy()
-        return self.processor.decode(token_ids)
+        return self.processor.decode(self.action_ids[bins].cpu().numpy())
+
+    def _decode_parallel(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, P, H) prefix -> (B, K*D) bins, from one pass over the prefix and the placeholders."""
+        n = self.config.action_tokens
+        inputs = torch.cat([embeds, self.action_queries.to(embeds.dtype).expand(len(embeds), -1, -1)], 1)
+        full_mask = torch.cat([mask, mask.new_ones(len(mask), n)], dim=1)
+        hidden = self._decoder(inputs, parallel_mask(mask, n, inputs.dtype), positions(full_mask))
+        return self._action_scores(hidden.last_hidden_state[:, -n:]).argmax(-1)
+
+    def _decode_autoregressive(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, P, H) prefix -> (B, K*D) bins, one LLM step per token, the prefix's keys and values cached."""
+        position = positions(mask)
+        out = self._decoder(embeds, mask, position, use_cache=True)
+        bins = []
+        for step in range(self.config.action_tokens):
+            choice = self._action_scores(out.last_hidden_state[:, -1]).argmax(-1)  # (B,)
+            bins.append(choice)
+            if step == self.config.action_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            position = position[:, -1:] + 1
+            token = self._embed(self.action_ids[choice])[:, None]
+            out = self._decoder(token, mask, position, use_cache=True, **_cache_argument(out))
+        return torch.stack(bins, dim=1)
+
+    def _decoder(self, inputs, attention, position, **kwargs):
+        """The LLM without its LM head: hidden states (B, T, H) and, with ``use_cache``, the KV cache."""
+        decoder = self.llm.get_decoder()
+        return decoder(inputs_embeds=inputs, attention_mask=attention, position_ids=position, **kwargs)
+
+    def _action_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., H) final hidden states -> (..., num_bins) logits of the action ids only: the LM head's rows
+        of those ids, so a 49k-token vocabulary costs nothing at inference (the argmax is the same)."""
+        head = self.llm.get_output_embeddings()
+        scores = hidden @ head.weight[self.action_ids].to(hidden.dtype).T
+        if getattr(head, "bias", None) is not None:  # Llama has none; a local model folder may
+            scores = scores + head.bias[self.action_ids].to(hidden.dtype)
+        return scores
 
     def save(self, directory) -> None:
         """A self-contained checkpoint: weights, config, statistics and the backbone's config and tokenizer."""
         save_vla(self, directory)
 
     @classmethod
-    def load(cls, directory) -> VLA:
-        return load_vla(directory, cls)
+    def load(cls, directory, decoding: str | None = None, chunk_size: int | None = None) -> VLA:
+        """``decoding``/``chunk_size``: what the caller expects; a checkpoint trained otherwise is an error."""
+        return load_vla(directory, cls, decoding=decoding, chunk_size=chunk_size)
 
 
 def _cache_argument(out) -> dict:
