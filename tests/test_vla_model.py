@@ -81,6 +81,13 @@ def test_the_prompt_template_sets_the_text_the_llm_reads_and_survives_a_checkpoi
     assert bare_ids.shape[1] < default_ids.shape[1]  # the byte tokenizer: a token per character
     bare.save(tmp_path / "ckpt")
     assert VLA.load(tmp_path / "ckpt").config.prompt == "{instruction}"
+    # Prompts are tokenized once per instruction and padded by hand: the same batch as the tokenizer's.
+    texts = ["open the drawer.", "go", "", "  put the cube in the bin "]
+    for _ in range(2):  # the second call reads the cache
+        ids, mask = default.processor.prompt(texts, "cpu")
+        formatted = [default.config.prompt.format(instruction=t.strip().rstrip(".")) for t in texts]
+        expected = default.processor.text(formatted, return_tensors="pt", padding=True)
+        assert torch.equal(ids, expected["input_ids"]) and torch.equal(mask, expected["attention_mask"])
     for bad in ("open it", "{instruction} {robot}", "{instruction"):
         with pytest.raises(ValueError, match="prompt"):
             small_config(prompt=bad)

@@ -19,6 +19,7 @@ from vla.tokenizer import ActionTokenizer
 
 STATE_CLIP = 2.0  # states beyond the training range stay informative, but bounded
 NEEDED_STATS = ("q01", "q99")
+PROMPT_CACHE = 4096  # distinct instructions whose prompt token ids are kept
 
 
 def required_stats(stats: dict, feature: str, width: int) -> dict[str, np.ndarray]:
@@ -44,6 +45,7 @@ class Processor:
         self.state_q01, self.state_q99 = state["q01"], state["q99"]
         self.actions = ActionTokenizer(action["q01"], action["q99"], action_token_ids, config.num_bins)
         self.text = text_tokenizer
+        self._prompts: dict[str, list[int]] = {}  # instruction -> its prompt's token ids
 
     def state(self, state: torch.Tensor) -> torch.Tensor:
         """(B, S) raw state -> normalized float32 (B, S)."""
@@ -56,10 +58,25 @@ class Processor:
         return scaled.clamp(-STATE_CLIP, STATE_CLIP)
 
     def prompt(self, instructions: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask), each (B, L), left-padded."""
-        texts = [self.config.prompt.format(instruction=text.strip().rstrip(".")) for text in instructions]
-        encoded = self.text(texts, return_tensors="pt", padding=True, add_special_tokens=True)
-        return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+        """(input_ids, attention_mask), each (B, L), left-padded. Each distinct instruction is tokenized once:
+        a policy asks for the same few on every call."""
+        rows = [self._prompt_ids(text) for text in instructions]
+        length = max(len(row) for row in rows)
+        ids = torch.full((len(rows), length), self.text.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                ids[i, -len(row) :] = torch.as_tensor(row)
+                mask[i, -len(row) :] = 1
+        return ids.to(device), mask.to(device)
+
+    def _prompt_ids(self, instruction: str) -> list[int]:
+        if instruction not in self._prompts:
+            if len(self._prompts) >= PROMPT_CACHE:  # a stream of distinct instructions never grows it unbounded
+                self._prompts.clear()
+            text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
+            self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]
+        return self._prompts[instruction]
 
     def action_targets(self, actions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K, D) actions, (B, K) validity -> token ids (B, K*D) and the loss mask (B, K*D)."""
