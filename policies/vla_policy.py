@@ -24,6 +24,7 @@ import torch
 from policies.base import ACTIONS
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from vla.data.transforms import to_chw
+from vla.model.precision import inference_dtype
 from vla.model.vla import VLA
 from vla.train import checkpoint as train_checkpoint
 
@@ -38,7 +39,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 class VLAPolicy:
     """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``;
-    ``decoding``/``chunk_size``, when given, must be the checkpoint's (an error naming both otherwise)."""
+    ``decoding``/``chunk_size``, when given, must be the checkpoint's (an error naming both otherwise);
+    ``precision`` (auto, fp32, bf16): the LLM's float type (vla/model/precision.py), kept in ``.precision``."""
 
     # An empty instruction is refused (a client that forgot it), except while ``vla-eval instruction=blank``
     # measures what the policy does without one (policies.evaluation.instruction).
@@ -51,9 +53,13 @@ class VLAPolicy:
         device: str = "cpu",
         decoding: str | None = None,
         chunk_size: int | None = None,
+        precision: str = "fp32",
     ):
         self.checkpoint = resolve_checkpoint(checkpoint_dir)
         model = VLA.load(self.checkpoint, decoding=decoding, chunk_size=chunk_size)
+        # The LLM alone changes type: the encoders stay fp32 and their tokens enter in the LLM's dtype.
+        self.precision = "bf16" if inference_dtype(precision, device) == torch.bfloat16 else "fp32"
+        model.llm.to(torch.bfloat16 if self.precision == "bf16" else torch.float32)
         self._init(model, camera_map, device)
 
     @classmethod
@@ -61,6 +67,7 @@ class VLAPolicy:
         """Wrap a VLA already in memory (the trainer's periodic evaluation), without a checkpoint."""
         policy = cls.__new__(cls)
         policy.checkpoint = None
+        policy.precision = "bf16" if model.llm.dtype == torch.bfloat16 else "fp32"
         policy._init(model, camera_map, device or str(model.device))
         return policy
 

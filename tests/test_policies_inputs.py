@@ -81,3 +81,33 @@ def test_actions_keep_the_dataset_units_and_a_mismatched_range_is_refused(env):
     assert np.all(actions >= low - 1e-6) and np.all(actions <= high + 1e-6)  # the dataset's units, unclipped
     fitting = VLAPolicy.from_model(VLA(_model(), _stats(-1.0, 1.0)))
     fitting.check_compatible(env)  # inside [-1, 1]: accepted
+
+
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_a_checkpoint_runs_in_the_asked_precision_and_refuses_another_decoding(tmp_path, decoding):
+    """bf16 casts the LLM only and still returns every action in range; asking a checkpoint for a decoding
+    or a chunk size it was not trained with is refused with both named, before any inference."""
+    torch.manual_seed(0)
+    VLA(_model(decoding=decoding), _stats(-1.0, 1.0)).save(tmp_path / "ckpt")
+    obs = {
+        "images": {c: np.full((32, 32, 3), 90, np.uint8) for c in ("agentview", "wrist")},
+        "state": np.zeros(17, np.float32),
+        "instruction": "press the button",
+    }
+    fp32 = VLAPolicy(tmp_path / "ckpt", decoding=decoding)
+    bf16 = VLAPolicy(tmp_path / "ckpt", precision="bf16", chunk_size=2)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert (
+        bf16.model.llm.dtype == torch.bfloat16 and next(bf16.model.vision.parameters()).dtype == torch.float32
+    )
+    for policy in (fp32, bf16):
+        actions = policy.infer(obs)["actions"]
+        assert actions.shape == (2, 7) and actions.dtype == np.float32
+        assert np.all(actions >= policy.action_range[0]) and np.all(actions <= policy.action_range[1])
+    other = "parallel" if decoding == "autoregressive" else "autoregressive"
+    with pytest.raises(ValueError, match=f"trained with decoding='{decoding}'; asked for decoding='{other}'"):
+        VLAPolicy(tmp_path / "ckpt", decoding=other)
+    with pytest.raises(ValueError, match="trained with chunk_size=2; asked for chunk_size=8"):
+        VLAPolicy(tmp_path / "ckpt", chunk_size=8)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        VLAPolicy(tmp_path / "ckpt", precision="fp16")

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vla.data.meta import load_meta
+from vla.model.precision import cpu_has_native_bf16
 from vla.train import data
 from vla.train.config import TrainConfig
 from vla.train.report import Meter, RunLog
@@ -68,10 +69,6 @@ def default_model_class():
     from vla.model.vla import VLA  # imported here: a test may train a stand-in without the LLM stack
 
     return VLA
-
-
-def cpu_has_native_bf16() -> bool:
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:

@@ -1,0 +1,31 @@
+"""Which float type the LLM computes in: bf16 where the hardware has it natively, fp32 elsewhere.
+
+On a CPU without native bf16 (AVX512-BF16 or AMX) bf16 is emulated and slower than fp32, so ``auto`` picks
+fp32 there; on a GPU with bf16 it picks bf16.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def inference_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """``auto``: bf16 where ``native_bf16(device)``, else fp32; ``fp32`` and ``bf16`` as asked."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return torch.float32
