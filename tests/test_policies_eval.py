@@ -222,6 +222,7 @@ def test_vla_checkpoint_evaluation_same_results_with_one_or_two_envs(checkpoint,
         }
         assert protocol["image_size"] == [32, 32] and protocol["model"]["chunk_size"] == 4
         assert (protocol["chunking"], protocol["n_action_steps"]) == ("receding", 2)
+        assert protocol["precision"] == "fp32"  # the LLM's float type, reported
         assert {"shadows", "reflections", "multisample"} <= set(protocol["render"])
         assert {"torch", "mujoco", "gymnasium", "numpy"} <= set(protocol["versions"])
     assert runs[1]["tasks"][TASK]["episode_results"] == runs[2]["tasks"][TASK]["episode_results"]
@@ -268,6 +269,8 @@ def test_config_errors():
         OmegaConf.to_object(_config())
     with pytest.raises(ValueError, match="chunking must be one of"):
         OmegaConf.to_object(_config("policy=expert", "chunking=mean"))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        OmegaConf.to_object(_config("policy=expert", "precision=fp16"))
     config = OmegaConf.to_object(_config("checkpoint=x", "camera_map={wrist:agentview}", "task=[PickUp]"))
     assert config.camera_map == {"wrist": "agentview"} and config.task == ["PickUp"]
 

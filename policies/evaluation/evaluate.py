@@ -49,21 +49,29 @@ from policies.expert_policy import ExpertPolicy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
 from policies.threads import passive_openmp
+from vla.model.precision import PRECISIONS
 
 EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
 FRAME_CODECS = ("none", "libx264")
 
 
-def as_policy(spec, camera_map: dict | None = None, device: str | None = None, expert_noise: float = 0.0):
+def as_policy(
+    spec,
+    camera_map: dict | None = None,
+    device: str | None = None,
+    expert_noise: float = 0.0,
+    precision: str = "fp32",
+):
     """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object.
-    ``device``: where a checkpoint is loaded (None: the CPU); an in-memory VLA stays where it is unless given."""
+    ``device``: where a checkpoint is loaded (None: the CPU); an in-memory VLA stays where it is unless given.
+    ``precision``: a checkpoint's LLM float type (``VLAPolicy``)."""
     if isinstance(spec, str) and spec == EXPERT:
         return ExpertPolicy(expert_noise)
     if isinstance(spec, (str, Path)):
         from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is asked for
 
-        return VLAPolicy(spec, camera_map, device or "cpu")
+        return VLAPolicy(spec, camera_map, device or "cpu", precision=precision)
     if hasattr(spec, "infer"):
         return spec
     from policies.vla_policy import VLAPolicy
@@ -104,6 +112,7 @@ def evaluate(
     env_options: dict | None = None,
     camera_map: dict | None = None,
     device: str | None = None,
+    precision: str = "fp32",
     expert_noise: float = 0.0,
     instruction: Any = NORMAL,
     holdout_templates: Any = "last",
@@ -114,7 +123,8 @@ def evaluate(
     the protocol's, 50 on our tasks and 10 on Meta-World's (LeRobot's). Episode i of every task uses
     seed ``seed + i`` (default: the first seed of ``split``, ``policies.seeds``); all must lie in ``split``.
     ``frame_codec="libx264"``: the policy sees each camera image after an H.264 round trip at the
-    recorder's settings, as its training frames were. ``env_options``: fields of
+    recorder's settings, as its training frames were. ``precision``: a checkpoint's LLM float type
+    (auto, fp32, bf16; vla/model/precision.py). ``env_options``: fields of
     ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). ``instruction``: a mode or a list
     of ``normal``, ``swap``, ``blank``, ``heldout`` (``policies.evaluation.instruction``), each run on the
     same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
@@ -131,7 +141,7 @@ def evaluate(
     seeds = episode_seeds(split, episodes_per_task, seed)
     if frame_codec not in FRAME_CODECS:
         raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
-    policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise)
+    policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise, precision)
     if frame_codec != "none":
         from policies.evaluation.encoded_frames import EncodedFrames
 
@@ -149,6 +159,7 @@ def evaluate(
         "ensemble_coeff": ensemble_coeff,
         "num_envs": num_envs,
         "device": str(getattr(getattr(policy, "model", None), "device", "cpu")),
+        "precision": getattr(policy, "precision", None),  # the LLM's float type; None: no LLM
         "split": split,
         "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
         "frame_codec": frame_codec,
@@ -272,6 +283,9 @@ class EvalConfig:
     videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
     device: str = "cpu"
+    precision: str = (
+        "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native; vla/model/precision.py)
+    )
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
     # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
     # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.
@@ -298,6 +312,8 @@ class EvalConfig:
             )
         _check_suite_options(self.task, self.instruction, self.env_options(), self.camera_map)
         heldout_templates(self.instruction, self.task, self.holdout_templates)  # valid, or an error now
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.camera_map is not None:
@@ -337,6 +353,7 @@ def run(config: EvalConfig) -> dict:
         env_options=config.env_options(),
         camera_map=config.camera_map,
         device=config.device,
+        precision=config.precision,
         expert_noise=config.expert_noise,
         instruction=config.instruction,
         holdout_templates=config.holdout_templates,
