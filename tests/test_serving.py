@@ -99,6 +99,7 @@ def test_both_clients_get_the_checkpoints_exact_actions(checkpoint_server, check
     meta = ours.server_metadata
     assert meta["cameras"] == ["agentview", "wrist"] and (meta["chunk_size"], meta["action_dim"]) == (4, 7)
     assert meta["checkpoint"] == str(checkpoint) and meta["stateful"] is False
+    assert (meta["decoding"], meta["precision"]) == ("autoregressive", "fp32")
     for obs in map(plain, observations):
         expected = in_process.infer(obs)["actions"]
         assert expected.shape == (4, 7)
@@ -354,6 +355,8 @@ def test_serve_config_is_checked(monkeypatch):
         _config("policy=expert", "host=0.0.0.0")
     with pytest.raises(ValueError, match="a target must be 'state'"):
         _config("policy=expert", "key_map={observation/image: picture}")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _config("policy=expert", "precision=half")
     monkeypatch.setenv("VLA_SERVE_API_KEY", KEY)
     config = _config("policy=expert", "host=0.0.0.0", "key_map={observation/image: images/wrist}")
     assert config.api_key == KEY and config.key_map == {"observation/image": "images/wrist"}

@@ -23,6 +23,7 @@ from policies.expert_policy import ExpertPolicy
 from policies.serving.keys import check_key_map
 from policies.serving.server import PolicyServer, check_host
 from policies.threads import passive_openmp
+from vla.model.precision import PRECISIONS
 
 EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
@@ -41,6 +42,9 @@ class ServeConfig:
     key_map: Any = None  # {client key: observation key}; None: policies.serving.keys.DEFAULT_KEY_MAP
     camera_map: Any = None  # model camera -> observation camera (as vla-eval's); None: identity
     device: str = "cpu"
+    precision: str = (
+        "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native; vla/model/precision.py)
+    )
     torch_threads: int = 0  # CPU threads of the forward passes; 0: torch's default (one per core)
 
     def __post_init__(self):
@@ -58,6 +62,8 @@ class ServeConfig:
                 f"need max_frame_mb > 0, max_batch >= 1, torch_threads >= 0; got {self.max_frame_mb}, "
                 f"{self.max_batch}, {self.torch_threads}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.key_map is not None:
             self.key_map = check_key_map(self.key_map)
         if self.camera_map is not None:
@@ -76,7 +82,7 @@ def make_policy(config: ServeConfig):
         return ExpertPolicy()
     from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is served
 
-    return VLAPolicy(config.checkpoint, config.camera_map, config.device)
+    return VLAPolicy(config.checkpoint, config.camera_map, config.device, precision=config.precision)
 
 
 def build_server(config: ServeConfig) -> PolicyServer:
