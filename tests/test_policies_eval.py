@@ -140,6 +140,18 @@ def test_expert_evaluation_is_deterministic_and_independent_of_num_envs(tmp_path
         assert len(video) == (direct[0].length + 1 + hold) + (other.length + 1 + hold)
 
 
+def test_the_expert_runs_behind_the_frame_codec_unchanged():
+    """frame_codec wraps the policy; the scripted expert reads privileged actions, not pixels, so its
+    episodes are the same with and without the H.264 round trip (the wrapper must not hide the expert)."""
+    options = {"max_steps": 20}
+    runs = [
+        evaluate("expert", ["PressButton"], 1, frame_codec=codec, env_options=options, progress=False)
+        for codec in ("none", "libx264")
+    ]
+    assert _episodes(runs[0], "PressButton") == _episodes(runs[1], "PressButton")
+    assert runs[1]["protocol"]["frame_codec"] == "libx264"
+
+
 # -- a VLA checkpoint -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

@@ -142,6 +142,7 @@ def evaluate(
     if frame_codec not in FRAME_CODECS:
         raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
     policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise, precision)
+    expert = policy.noise if isinstance(policy, ExpertPolicy) else None  # before a wrapper hides it
     if frame_codec != "none":
         from policies.evaluation.encoded_frames import EncodedFrames
 
@@ -149,7 +150,6 @@ def evaluate(
     check_batchable(policy, min(num_envs, episodes_per_task))
     config = env_config(policy, env_options, tasks, videos=out is not None)
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
-    expert = policy.noise if isinstance(policy, ExpertPolicy) else None
     pools = partial(make_pool, config=config, num_envs=min(num_envs, episodes_per_task), expert_noise=expert)
     runs = _Runs(policy, seeds, execute, modes, templates, out)
     entries, max_steps, timing = runs.all_tasks(tasks, pools, progress)
