@@ -142,7 +142,9 @@ def evaluate(
     if frame_codec not in FRAME_CODECS:
         raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
     policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise, precision)
-    expert = policy.noise if isinstance(policy, ExpertPolicy) else None  # before a wrapper hides it
+    # Read before a wrapper hides the policy's attributes.
+    expert = policy.noise if isinstance(policy, ExpertPolicy) else None
+    execution = _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split, frame_codec)
     if frame_codec != "none":
         from policies.evaluation.encoded_frames import EncodedFrames
 
@@ -153,7 +155,17 @@ def evaluate(
     pools = partial(make_pool, config=config, num_envs=min(num_envs, episodes_per_task), expert_noise=expert)
     runs = _Runs(policy, seeds, execute, modes, templates, out)
     entries, max_steps, timing = runs.all_tasks(tasks, pools, progress)
-    execution = {
+    protocol = eval_report.protocol(policy, config, seeds, max_steps, execution)
+    document = _document(entries, modes, templates, protocol)
+    if isinstance(config, mw_eval.MetaWorldSettings):
+        document["protocol"]["metaworld"] = mw_eval.protocol(config, tasks)
+        document["metaworld"] = mw_eval.summary(document["tasks"])
+    return {**document, "timing": _timing(timing)}
+
+
+def _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split, frame_codec) -> dict:
+    """How the episodes were run, for the results' protocol."""
+    return {
         "chunking": chunking,
         "n_action_steps": n_action_steps,
         "ensemble_coeff": ensemble_coeff,
@@ -164,12 +176,6 @@ def evaluate(
         "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
         "frame_codec": frame_codec,
     }
-    protocol = eval_report.protocol(policy, config, seeds, max_steps, execution)
-    document = _document(entries, modes, templates, protocol)
-    if isinstance(config, mw_eval.MetaWorldSettings):
-        document["protocol"]["metaworld"] = mw_eval.protocol(config, tasks)
-        document["metaworld"] = mw_eval.summary(document["tasks"])
-    return {**document, "timing": _timing(timing)}
 
 
 def _check_suite_options(tasks: list[str], modes: list[str], env_options, camera_map) -> None:
