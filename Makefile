@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 # torch (OpenMP) threads that spin while waiting stall for seconds when env workers hold the other core.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv demo test test-all lint format bench-sim test-mujoco-min experts-table metaworld test-metaworld clean
+.PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ $(BENCH_VENV)/.installed: pyproject.toml Makefile
 bench-sim: $(STAMP) $(BENCH_VENV)/.installed
 	$(PY) bench/sim_throughput.py
 	$(BENCH_VENV)/bin/python bench/sim_throughput.py --metaworld
+
+# VLA inference speed: autoregressive vs parallel decoding, fp32 vs bf16, batch 1/8/32 (docs/benchmarks.md).
+bench-inference: $(STAMP)
+	$(PY) bench/inference.py
 
 # The sim test suite on the oldest mujoco we support (3.3.0, which Meta-World pins).
 test-mujoco-min: $(BENCH_VENV)/.installed
