@@ -289,9 +289,7 @@ class EvalConfig:
     videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
     device: str = "cpu"
-    precision: str = (
-        "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native; vla/model/precision.py)
-    )
+    precision: str = "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
     # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
     # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.

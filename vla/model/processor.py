@@ -72,9 +72,7 @@ class Processor:
 
     def _prompt_ids(self, instruction: str) -> list[int]:
         if instruction not in self._prompts:
-            if (
-                len(self._prompts) >= PROMPT_CACHE
-            ):  # a stream of distinct instructions never grows it unbounded
+            if len(self._prompts) >= PROMPT_CACHE:  # a stream of distinct instructions stays bounded
                 self._prompts.clear()
             text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
             self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]

@@ -164,16 +164,15 @@ class VLA(nn.Module):
         teacher-forced (autoregressive) or from the placeholders (parallel)."""
         n = targets.shape[1]
         if self.config.decoding == "parallel":
-            inputs = torch.cat([embeds, self.action_queries.to(embeds.dtype).expand(len(embeds), -1, -1)], 1)
-            full_mask = torch.cat([mask, torch.ones_like(targets)], dim=1)
-            attention = parallel_mask(mask, n, inputs.dtype)
+            inputs, attention, position = self._parallel_inputs(embeds, mask)
         else:  # the output after token i predicts token i + 1; the last prefix position predicts token 0
             inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
-            full_mask = attention = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
+            attention = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
+            position = positions(attention)
         out = self.llm(
             inputs_embeds=inputs,
             attention_mask=attention,
-            position_ids=positions(full_mask),
+            position_ids=position,
             use_cache=False,
             logits_to_keep=n,  # the LM head only where a loss is taken
         )
@@ -225,11 +224,16 @@ class VLA(nn.Module):
 
     def _decode_parallel(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, P, H) prefix -> (B, K*D) bins, from one pass over the prefix and the placeholders."""
+        hidden = self._decoder(*self._parallel_inputs(embeds, mask))
+        return self._action_scores(hidden.last_hidden_state[:, -self.config.action_tokens :]).argmax(-1)
+
+    def _parallel_inputs(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The prefix (B, P, H) and its mask (B, P) followed by the n placeholders: inputs (B, P+n, H), the
+        4-D attention mask and the position ids (B, P+n), the same in training and at inference."""
         n = self.config.action_tokens
         inputs = torch.cat([embeds, self.action_queries.to(embeds.dtype).expand(len(embeds), -1, -1)], 1)
         full_mask = torch.cat([mask, mask.new_ones(len(mask), n)], dim=1)
-        hidden = self._decoder(inputs, parallel_mask(mask, n, inputs.dtype), positions(full_mask))
-        return self._action_scores(hidden.last_hidden_state[:, -n:]).argmax(-1)
+        return inputs, parallel_mask(mask, n, inputs.dtype), positions(full_mask)
 
     def _decode_autoregressive(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, P, H) prefix -> (B, K*D) bins, one LLM step per token, the prefix's keys and values cached."""
