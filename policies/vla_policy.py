@@ -40,7 +40,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 class VLAPolicy:
     """``VLAPolicy(checkpoint_dir, camera_map={model camera: observation camera}, device="cpu")``;
     ``decoding``/``chunk_size``, when given, must be the checkpoint's (an error naming both otherwise);
-    ``precision`` (auto, fp32, bf16): the LLM's float type (vla/model/precision.py), kept in ``.precision``."""
+    ``precision`` (auto, fp32, bf16; vla/model/precision.py), kept in ``.precision``: bf16 casts the LLM's
+    weights and runs the rest under bf16 autocast, as bf16 training computes."""
 
     # An empty instruction is refused (a client that forgot it), except while ``vla-eval instruction=blank``
     # measures what the policy does without one (policies.evaluation.instruction).
@@ -57,7 +58,7 @@ class VLAPolicy:
     ):
         self.checkpoint = resolve_checkpoint(checkpoint_dir)
         model = VLA.load(self.checkpoint, decoding=decoding, chunk_size=chunk_size)
-        # The LLM alone changes type: the encoders stay fp32 and their tokens enter in the LLM's dtype.
+        # The LLM's weights change type; the encoders keep fp32 weights and compute under autocast (infer_batch)
         self.precision = "bf16" if inference_dtype(precision, device) == torch.bfloat16 else "fp32"
         model.llm.to(torch.bfloat16 if self.precision == "bf16" else torch.float32)
         self._init(model, camera_map, device)
@@ -91,7 +92,9 @@ class VLAPolicy:
 
     def infer_batch(self, observations: Sequence[dict]) -> list[dict]:
         batch = self.batch(observations)
-        actions = self.model.predict(batch).astype(np.float32)  # (B, K, D), un-normalized
+        bf16 = self.precision == "bf16"
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            actions = self.model.predict(batch).astype(np.float32)  # (B, K, D), un-normalized
         return [{ACTIONS: chunk} for chunk in actions]
 
     def batch(self, observations: Sequence[dict]) -> dict:

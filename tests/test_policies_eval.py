@@ -233,8 +233,9 @@ def test_vla_checkpoint_evaluation_same_results_with_one_or_two_envs(checkpoint,
             TASK: 8
         }
         assert protocol["image_size"] == [32, 32] and protocol["model"]["chunk_size"] == 4
+        assert protocol["model"]["decoding"] == "autoregressive"  # the checkpoint's, reported
         assert (protocol["chunking"], protocol["n_action_steps"]) == ("receding", 2)
-        assert protocol["precision"] == "fp32"  # the LLM's float type, reported
+        assert protocol["precision"] == "fp32"  # the float type it computed in, reported
         assert {"shadows", "reflections", "multisample"} <= set(protocol["render"])
         assert {"torch", "mujoco", "gymnasium", "numpy"} <= set(protocol["versions"])
     assert runs[1]["tasks"][TASK]["episode_results"] == runs[2]["tasks"][TASK]["episode_results"]

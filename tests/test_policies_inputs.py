@@ -85,8 +85,9 @@ def test_actions_keep_the_dataset_units_and_a_mismatched_range_is_refused(env):
 
 @pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
 def test_a_checkpoint_runs_in_the_asked_precision_and_refuses_another_decoding(tmp_path, decoding):
-    """bf16 casts the LLM only and still returns every action in range; asking a checkpoint for a decoding
-    or a chunk size it was not trained with is refused with both named, before any inference."""
+    """bf16 casts the LLM's weights, convolves under bf16 autocast, and still returns every action in range;
+    asking a checkpoint for a decoding or a chunk size it was not trained with is refused with both named,
+    before any inference."""
     torch.manual_seed(0)
     VLA(_model(decoding=decoding), _stats(-1.0, 1.0)).save(tmp_path / "ckpt")
     obs = {
@@ -100,10 +101,15 @@ def test_a_checkpoint_runs_in_the_asked_precision_and_refuses_another_decoding(t
     assert (
         bf16.model.llm.dtype == torch.bfloat16 and next(bf16.model.vision.parameters()).dtype == torch.float32
     )
+    conv_dtypes = []
     for policy in (fp32, bf16):
+        stem = policy.model.vision.backbones[0].stem[0]
+        hook = stem.register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
         actions = policy.infer(obs)["actions"]
+        hook.remove()
         assert actions.shape == (2, 7) and actions.dtype == np.float32
         assert np.all(actions >= policy.action_range[0]) and np.all(actions <= policy.action_range[1])
+    assert conv_dtypes == [torch.float32, torch.bfloat16]
     other = "parallel" if decoding == "autoregressive" else "autoregressive"
     with pytest.raises(ValueError, match=f"trained with decoding='{decoding}'; asked for decoding='{other}'"):
         VLAPolicy(tmp_path / "ckpt", decoding=other)

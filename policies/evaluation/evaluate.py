@@ -65,7 +65,7 @@ def as_policy(
 ):
     """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object.
     ``device``: where a checkpoint is loaded (None: the CPU); an in-memory VLA stays where it is unless given.
-    ``precision``: a checkpoint's LLM float type (``VLAPolicy``)."""
+    ``precision``: the float type a checkpoint computes in (``VLAPolicy``)."""
     if isinstance(spec, str) and spec == EXPERT:
         return ExpertPolicy(expert_noise)
     if isinstance(spec, (str, Path)):
@@ -123,7 +123,7 @@ def evaluate(
     the protocol's, 50 on our tasks and 10 on Meta-World's (LeRobot's). Episode i of every task uses
     seed ``seed + i`` (default: the first seed of ``split``, ``policies.seeds``); all must lie in ``split``.
     ``frame_codec="libx264"``: the policy sees each camera image after an H.264 round trip at the
-    recorder's settings, as its training frames were. ``precision``: a checkpoint's LLM float type
+    recorder's settings, as its training frames were. ``precision``: the float type a checkpoint computes in
     (auto, fp32, bf16; vla/model/precision.py). ``env_options``: fields of
     ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). ``instruction``: a mode or a list
     of ``normal``, ``swap``, ``blank``, ``heldout`` (``policies.evaluation.instruction``), each run on the
@@ -171,7 +171,9 @@ def _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split
         "ensemble_coeff": ensemble_coeff,
         "num_envs": num_envs,
         "device": str(getattr(getattr(policy, "model", None), "device", "cpu")),
-        "precision": getattr(policy, "precision", None),  # the LLM's float type; None: no LLM
+        "precision": getattr(
+            policy, "precision", None
+        ),  # the float type the model computes in; None: no model
         "split": split,
         "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
         "frame_codec": frame_codec,
@@ -289,7 +291,7 @@ class EvalConfig:
     videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
     device: str = "cpu"
-    precision: str = "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native)
+    precision: str = "fp32"  # the checkpoint computes in fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
     # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
     # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.

@@ -81,6 +81,7 @@ def policy_protocol(policy) -> dict:
             "cameras": list(config.cameras),
             "image_size": list(config.image_size),
             "chunk_size": config.chunk_size,
+            "decoding": config.decoding,  # autoregressive | parallel (vla/model/decoding.py)
         }
         entry["camera_map"] = dict(policy.camera_map)
     if hasattr(policy, "noise"):

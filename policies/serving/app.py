@@ -42,7 +42,7 @@ class ServeConfig:
     key_map: Any = None  # {client key: observation key}; None: policies.serving.keys.DEFAULT_KEY_MAP
     camera_map: Any = None  # model camera -> observation camera (as vla-eval's); None: identity
     device: str = "cpu"
-    precision: str = "fp32"  # the checkpoint's LLM: fp32 | bf16 | auto (bf16 where native)
+    precision: str = "fp32"  # the checkpoint computes in fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the forward passes; 0: torch's default (one per core)
 
     def __post_init__(self):

@@ -85,7 +85,7 @@ def describe(policy, kind: str, key_map: dict, max_frame_bytes: int) -> dict:
         "action_dim": ACTION_DIM if expert else getattr(config, "action_dim", None),
         "chunk_size": 1 if expert else getattr(config, "chunk_size", None),
         "decoding": getattr(config, "decoding", None),  # how the chunk is decoded (vla/model/decoding.py)
-        "precision": getattr(policy, "precision", None),  # the LLM's float type
+        "precision": getattr(policy, "precision", None),  # the float type the model computes in
         "key_map": dict(key_map),
         "max_frame_bytes": max_frame_bytes,
         "stateful": not isinstance(policy, BatchPolicy),

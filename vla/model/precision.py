@@ -1,4 +1,4 @@
-"""Which float type the LLM computes in: bf16 where the hardware has it natively, fp32 elsewhere.
+"""Which float type the model computes in: bf16 where the hardware has it natively, fp32 elsewhere.
 
 On a CPU without native bf16 (AVX512-BF16 or AMX) bf16 is emulated and slower than fp32, so ``auto`` picks
 fp32 there; on a GPU with bf16 it picks bf16. torch is imported inside the functions, so that a torch-free
