@@ -171,9 +171,7 @@ def _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split
         "ensemble_coeff": ensemble_coeff,
         "num_envs": num_envs,
         "device": str(getattr(getattr(policy, "model", None), "device", "cpu")),
-        "precision": getattr(
-            policy, "precision", None
-        ),  # the float type the model computes in; None: no model
+        "precision": getattr(policy, "precision", None),  # what the model computes in; None: no model
         "split": split,
         "split_range": [SPLITS[split].start, SPLITS[split].stop - 1],
         "frame_codec": frame_codec,
