@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
-# torch (OpenMP) threads that spin while waiting stall for seconds when env workers hold the other core.
-export OMP_WAIT_POLICY ?= PASSIVE
+# OpenMP's wait policy is left at its default (a short spin, then sleep): OMP_WAIT_POLICY=PASSIVE made a
+# training step 1.3x and a closed-loop evaluation 1.7x slower on a quiet 2-core machine (docs/benchmarks.md).
 
 .PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld clean
 

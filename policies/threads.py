@@ -1,9 +1,11 @@
 """CPU threading for the apps that run torch next to simulator processes.
 
-torch's OpenMP threads spin-wait between parallel regions. On a small machine where environment workers or
-a second job hold the other cores, the spinning threads fight them, and one forward pass of the tiny VLA grows
-from about 2 ms to about 200 ms (docs/benchmarks.md). A passive wait policy costs nothing measurable when the
-cores are free. OpenMP reads it once, when torch loads, so the apps call this before importing torch.
+torch's OpenMP threads spin-wait between parallel regions. On a small machine where a second job holds the
+other cores, the spinning threads fight it, and one forward pass of the tiny VLA grows from about 2 ms to about
+200 ms (docs/benchmarks.md). On a quiet machine the passive policy costs instead: a training step 1.3x, a
+closed-loop evaluation with two environment workers 1.7x (2026-12-07), so only the long-lived serving and
+deployment processes, which share a machine with a robot's own software, ask for it. OpenMP reads it once, when
+torch loads, so those apps call this before importing torch.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from policies.seeds import TUNE, episode_seeds
-from policies.threads import passive_openmp
 from sim import resolve_tasks
 from vla.train.config import TrainConfig
 
@@ -107,7 +106,6 @@ def train_with_eval(config: TrainAppConfig):
 
 @hydra.main(config_path="pkg://configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    passive_openmp()
     config = OmegaConf.to_object(cfg)
     result = train_with_eval(config)
     val = ", ".join(f"{k} {v:.4f}" for k, v in result.val.items())

@@ -48,7 +48,6 @@ from policies.evaluation.instruction import (
 from policies.expert_policy import ExpertPolicy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
-from policies.threads import passive_openmp
 from vla.model.precision import PRECISIONS
 
 EXPERT = "expert"
@@ -371,7 +370,6 @@ def run(config: EvalConfig) -> dict:
 
 @hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    passive_openmp()
     try:
         mw_eval.check_installed(OmegaConf.to_container(cfg)["task"])
     except ImportError as error:  # Meta-World missing: the install hint alone, first; a trace would bury it
