@@ -318,18 +318,25 @@ def test_the_frames_where_the_gripper_switches_are_found_per_episode(make_datase
     its old state, so it is the only frame that teaches to switch."""
     from types import SimpleNamespace
 
+    from vla.data.gripper import gripper_column, gripper_switches, next_switch_rows
     from vla.data.meta import load_meta
     from vla.model.config import ModelConfig
-    from vla.train.data import gripper_switches, make_datasets
+    from vla.train.data import make_datasets
 
     grip = [-1, -1, 1, 1, 1, -1, 1, 1, -1, -1]  # two episodes: 0..5 (close at 2, open at 5), 6..9 (open at 8)
     table = SimpleNamespace(
         action=np.array([[0.0, g] for g in grip], dtype=np.float32),
         frame_index=np.array([0, 1, 2, 3, 4, 5, 0, 1, 2, 3]),
+        last=np.array([5] * 6 + [9] * 4),
     )
     meta = SimpleNamespace(features={"action": {"names": ["dx", "gripper"]}})
+    assert gripper_column(meta) == 1
     # Frame 6 starts an episode: its label differs from frame 5's, but nothing switched there.
-    assert np.flatnonzero(gripper_switches(table, meta)).tolist() == [2, 5, 8]
+    switched = gripper_switches(table, gripper_column(meta))
+    assert np.flatnonzero(switched).tolist() == [2, 5, 8]
+    # The pick target: each frame's next switch at or after it, never one of the next episode; else the end.
+    assert next_switch_rows(table, switched).tolist() == [2, 2, 2, 5, 5, 5, 8, 8, 8, 9]
+    assert next_switch_rows(table, np.zeros(10, bool)).tolist() == table.last.tolist()
     root = make_dataset(episodes=2, lengths=[4, 4])  # synthetic actions have no "gripper"
     model = ModelConfig(cameras=["agentview", "wrist"], image_size=[32, 32], chunk_size=1)
     with pytest.raises(ValueError, match=r"'gripper'.*action_0"):

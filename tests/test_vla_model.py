@@ -270,3 +270,38 @@ def test_lora_trains_adapters_only_and_round_trips(dataset, batch, tmp_path):
     assert all(p.grad is not None for name, p in vla.llm.named_parameters() if p.requires_grad)
     vla.eval().save(tmp_path / "ckpt")
     np.testing.assert_array_equal(vla.predict(batch), VLA.load(tmp_path / "ckpt").eval().predict(batch))
+
+
+@pytest.mark.parametrize("decoding", ["autoregressive", "parallel"])
+def test_decoding_the_first_actions_equals_the_first_actions_of_the_whole_chunk(dataset, batch, decoding):
+    """A model trained on K-action chunks may decode only the first n at inference: exact, since under the
+    causal mask no token of the first n actions sees a later one (parallel: its placeholders are all computed,
+    and the first n kept)."""
+    torch.manual_seed(0)
+    whole = model_for(dataset, decoding=decoding).eval()
+    first = VLA(small_config(decoding=decoding, infer_actions=1), dataset.stats).eval()
+    first.load_state_dict(whole.state_dict())
+    chunks, one = whole.predict(batch), first.predict(batch)
+    assert chunks.shape == (8, 4, 7) and one.shape == (8, 1, 7)
+    np.testing.assert_array_equal(one, chunks[:, :1])
+    two = VLA(small_config(decoding=decoding, infer_actions=2), dataset.stats).eval()
+    two.load_state_dict(whole.state_dict())
+    np.testing.assert_array_equal(two.predict(batch), chunks[:, :2])
+    with pytest.raises(ValueError, match="infer_actions"):
+        small_config(infer_actions=5)  # more than the chunk's 4
+
+
+def test_the_goal_head_also_predicts_the_state_at_the_next_gripper_switch(dataset, batch):
+    """goal_switch: the head's target is [end state, next-switch state], so the pick is localised too."""
+    vla = model_for(dataset, goal_loss=1.0, goal_switch=True)
+    out = vla.loss(batch)
+    target = torch.cat(
+        [vla.processor.state(batch["goal_state"]), vla.processor.state(batch["switch_state"])], 1
+    )
+    prediction = goal_prediction(vla, batch)
+    assert prediction.shape == target.shape
+    assert torch.allclose(out["goal_l1"], (prediction - target).abs().mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="switch_state"):
+        vla.loss({k: v for k, v in batch.items() if k != "switch_state"})
+    with pytest.raises(ValueError, match="goal_switch"):
+        small_config(goal_switch=True)  # without goal_loss it has no head to extend

@@ -42,7 +42,6 @@ from policies.evaluation.instruction import (
 from policies.recording import suites
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
-from policies.threads import passive_openmp
 from sim import metaworld as mw
 from vla.model.config import ModelConfig
 from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig
@@ -140,10 +139,10 @@ class DemoConfig:
         sim.holdout_templates(self.holdout_templates)  # valid, or an error naming the templates
         if self.instruction_episodes < 0:
             raise ValueError(f"instruction_episodes must be >= 0, got {self.instruction_episodes}")
-        if self.n_action_steps > self.model.chunk_size:
+        if self.n_action_steps > self.model.inferred_actions:
             raise ValueError(
-                f"n_action_steps ({self.n_action_steps}) must be <= model.chunk_size ({self.model.chunk_size}): "
-                "the policy predicts only chunk_size actions at a time"
+                f"n_action_steps ({self.n_action_steps}) must be <= the actions one inference returns "
+                f"({self.model.inferred_actions}: model.infer_actions, else model.chunk_size)"
             )
 
     def _check_metaworld(self) -> None:
@@ -324,7 +323,6 @@ def _demo_section(config: DemoConfig, timings: dict) -> str:
 
 @hydra.main(config_path="pkg://configs", config_name="demo", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    passive_openmp()
     config = OmegaConf.to_object(cfg)
     document = run_demo(config)
     if document is None:

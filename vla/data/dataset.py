@@ -6,6 +6,8 @@ A sample, for frame t of an episode (K = ``chunk_size``, h = ``history``)::
     state         float32 (S,), or (h+1, S) when h > 0
     goal_state    float32 (S,), the state at the episode's last frame (where the demonstration ended up:
                   a target for auxiliary losses, never a model input)
+    switch_state  float32 (S,), the state at the next frame at or after t whose gripper label switches (the
+                  grasp, the release; vla/data/gripper.py), else at the last frame: the current phase's target
     history_mask  bool (h+1,), only when h > 0: False for frames before the episode start
     instruction   str, the task of frame t (its task_index in meta/tasks.parquet)
     actions       float32 (K, A), the actions of frames t .. t+K-1
@@ -34,6 +36,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from vla.data.cache import CACHE_DIR, CameraFrames, MemmapFrames, VideoFrames, open_cache
+from vla.data.gripper import gripper_column, gripper_switches, next_switch_rows
 from vla.data.layout import DatasetError, camera_of, image_key
 from vla.data.meta import DatasetMeta, load_meta, video_episode_column
 from vla.data.table import FrameTable, episodes_file, load_table
@@ -43,6 +46,7 @@ from vla.data.transforms import check_size, to_chw
 IMAGES = "images"
 STATE_KEY = "state"
 GOAL_STATE = "goal_state"
+SWITCH_STATE = "switch_state"
 HISTORY_MASK = "history_mask"
 INSTRUCTION = "instruction"
 ACTIONS = "actions"
@@ -167,6 +171,11 @@ class VLADataset(Dataset):
         self.cameras = resolve_cameras(cameras, self.meta)  # {slot: video key}
         self.table = load_table(self.meta)
         self.rows = select_rows(self.meta, self.table, episodes)  # sample i -> global frame index
+        column = gripper_column(self.meta)
+        switched = (
+            np.zeros(len(self.table.last), bool) if column is None else gripper_switches(self.table, column)
+        )
+        self.next_switch = next_switch_rows(self.table, switched)  # (N,) row of each frame's phase end
         self._sources = self._open_sources(cache)
         self._resize = None if cache is not None else self.image_size  # the cache holds resized frames
 
@@ -204,6 +213,7 @@ class VLADataset(Dataset):
             IMAGES: images if self.history else {slot: image[0] for slot, image in images.items()},
             STATE_KEY: state if self.history else state[0],
             GOAL_STATE: torch.from_numpy(table.state[table.last[t]].copy()),
+            SWITCH_STATE: torch.from_numpy(table.state[self.next_switch[t]].copy()),
             INSTRUCTION: self.meta.tasks[table.task_index[t]],
             ACTIONS: torch.from_numpy(table.action[action_rows]),
             ACTION_MASK: torch.from_numpy(ahead <= table.last[t]),

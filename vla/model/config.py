@@ -146,7 +146,11 @@ class ModelConfig:
     source_image_size: list[int] | None = None
     state_dim: int = 17
     action_dim: int = 7
-    chunk_size: int = 10  # K actions predicted per inference
+    chunk_size: int = 10  # K: the actions of each training target (a chunk of the next K frames' actions)
+    # Actions decoded per inference, the first ones of the chunk; 0: all K. Autoregressive decoding of the first
+    # n actions is exact under the causal mask, so a model trained on K-action chunks (whose later actions make
+    # the gripper's next close or open visible to the frames before it) can pay for n at inference.
+    infer_actions: int = 0
     # How the K * D action tokens come out (vla/model/decoding.py): "autoregressive", one LLM step per token,
     # or "parallel", all in one forward pass from learned placeholders. A checkpoint keeps its mode.
     decoding: str = "autoregressive"
@@ -162,8 +166,12 @@ class ModelConfig:
     # Training only: the weight of an auxiliary loss in which the image tokens and the instruction predict the
     # state the episode ends in (where the task is done), so the vision must find the objects (vla/model/goal.py).
     goal_loss: float = 0.0
+    # With goal_loss: the goal head also predicts the state at the next frame whose gripper label switches (the
+    # grasp before the carry, the release before the retreat), so the pick is localised before the place.
+    goal_switch: bool = False
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
-    # the bare instruction.
+    # the bare instruction. "" reads no text at all: allowed when the sentence encoder's instruction token
+    # (language.encoder, language.token) carries the instruction.
     prompt: str = "What action should the robot take to {instruction}?"
 
     def __post_init__(self):
@@ -200,7 +208,20 @@ class ModelConfig:
             raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {self.decoding!r}")
         if self.bin_sigma < 0:
             raise ValueError(f"bin_sigma must be >= 0 (bins), got {self.bin_sigma}")
-        _check_prompt(self.prompt)
+        if not 0 <= self.infer_actions <= self.chunk_size:
+            raise ValueError(
+                f"infer_actions must be in [0, chunk_size {self.chunk_size}] (0: all), got {self.infer_actions}"
+            )
+        if self.goal_switch and self.goal_loss == 0:
+            raise ValueError("goal_switch adds a target to the goal head: it needs goal_loss > 0")
+        if self.prompt == "":
+            if not (self.language.enabled and self.language.token):
+                raise ValueError(
+                    "prompt '' leaves the LLM without the instruction: it needs language.encoder set and "
+                    "language.token true (or give a prompt with '{instruction}')"
+                )
+        else:
+            _check_prompt(self.prompt)
         if self.language.enabled and self.language.film and self.vision.kind != "resnet18":
             raise ValueError(
                 f"language.film conditions resnet18 blocks; vision.kind is {self.vision.kind!r} "
@@ -210,6 +231,11 @@ class ModelConfig:
     @property
     def action_tokens(self) -> int:
         return self.chunk_size * self.action_dim
+
+    @property
+    def inferred_actions(self) -> int:
+        """How many actions (the chunk's first) one inference returns."""
+        return self.infer_actions or self.chunk_size
 
 
 def _check_prompt(prompt: str) -> None:

@@ -74,8 +74,11 @@ class Processor:
         if instruction not in self._prompts:
             if len(self._prompts) >= PROMPT_CACHE:  # a stream of distinct instructions stays bounded
                 self._prompts.clear()
-            text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
-            self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]
+            if not self.config.prompt:  # no text: the instruction token carries the instruction
+                self._prompts[instruction] = []
+            else:
+                text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
+                self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]
         return self._prompts[instruction]
 
     def action_targets(self, actions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,5 +94,6 @@ class Processor:
         return torch.as_tensor(ids, device=actions.device), loss_mask.to(actions.device)
 
     def decode(self, token_ids: np.ndarray) -> np.ndarray:
-        """(B, K*D) action token ids -> (B, K, D) float32 actions."""
-        return np.stack([self.actions.decode(row).reshape(self.config.chunk_size, -1) for row in token_ids])
+        """(B, n*D) action token ids -> (B, n, D) float32 actions (n: the chunk's first n actions)."""
+        d = self.config.action_dim
+        return np.stack([self.actions.decode(row).reshape(-1, d) for row in token_ids])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.data.dataset import GOAL_STATE
+from vla.data.dataset import GOAL_STATE, SWITCH_STATE
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
@@ -65,7 +65,8 @@ class VLA(nn.Module):
         self.goal_head = None
         if config.goal_loss > 0:
             tokens = len(config.cameras) * self.connector.tokens_per_camera
-            self.goal_head = GoalHead(tokens, hidden, config.state_dim)
+            targets = 2 if config.goal_switch else 1  # the end state, and the state at the next switch
+            self.goal_head = GoalHead(tokens, hidden, targets * config.state_dim)
         self.llm = self._adapt_llm(self.backbone.model, config)
         if config.decoding == "parallel":  # one learned placeholder per action token, (K*D, H)
             scale = self.llm.get_input_embeddings().weight.detach().float().std().item()
@@ -186,6 +187,11 @@ class VLA(nn.Module):
                 "(the episode's last state, which VLADataset samples carry)"
             )
         goal = self.processor.state(batch[GOAL_STATE].to(self.device))  # (B, S) normalized
+        if self.config.goal_switch:
+            if SWITCH_STATE not in batch:
+                raise ValueError(f"model.goal_switch is on but the batch has no '{SWITCH_STATE}'")
+            switch = self.processor.state(batch[SWITCH_STATE].to(self.device))  # (B, S)
+            goal = torch.cat([goal, switch], dim=1)  # (B, 2S)
         return self.goal_head.loss(parts["images"], parts["instruction"], goal)
 
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -208,8 +214,8 @@ class VLA(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: dict) -> np.ndarray:
-        """(B, K, D) float32 actions: greedy, constrained to action tokens (``decoding``: one token at a time
-        with a KV cache, or all in one pass)."""
+        """(B, n, D) float32 actions, the chunk's first n = ``inferred_actions``: greedy, constrained to action
+        tokens (``decoding``: one token at a time with a KV cache, or all in one pass)."""
         was_training = self.training
         self.eval()
         try:
@@ -225,7 +231,9 @@ class VLA(nn.Module):
     def _decode_parallel(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, P, H) prefix -> (B, K*D) bins, from one pass over the prefix and the placeholders."""
         hidden = self._decoder(*self._parallel_inputs(embeds, mask))
-        return self._action_scores(hidden.last_hidden_state[:, -self.config.action_tokens :]).argmax(-1)
+        n = self.config.action_tokens
+        wanted = self.config.inferred_actions * self.config.action_dim  # the placeholders see each other
+        return self._action_scores(hidden.last_hidden_state[:, -n:][:, :wanted]).argmax(-1)
 
     def _parallel_inputs(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The prefix (B, P, H) and its mask (B, P) followed by the n placeholders: inputs (B, P+n, H), the
@@ -236,14 +244,16 @@ class VLA(nn.Module):
         return inputs, parallel_mask(mask, n, inputs.dtype), positions(full_mask)
 
     def _decode_autoregressive(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, P, H) prefix -> (B, K*D) bins, one LLM step per token, the prefix's keys and values cached."""
+        """(B, P, H) prefix -> (B, n*D) bins of the first n = ``inferred_actions`` actions, one LLM step per
+        token, the prefix's keys and values cached; exact for n < K, since no token sees a later one."""
         position = positions(mask)
         out = self._decoder(embeds, mask, position, use_cache=True)
         bins = []
-        for step in range(self.config.action_tokens):
+        count = self.config.inferred_actions * self.config.action_dim
+        for step in range(count):
             choice = self._action_scores(out.last_hidden_state[:, -1]).argmax(-1)  # (B,)
             bins.append(choice)
-            if step == self.config.action_tokens - 1:
+            if step == count - 1:
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             position = position[:, -1:] + 1

@@ -10,14 +10,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from vla.data.dataset import VLADataset, collate, stored_size
+from vla.data.gripper import GRIPPER, gripper_column, gripper_switches
 from vla.data.layout import ACTION, INFO_PATH, STATE, DatasetError, camera_of, image_key
 from vla.data.meta import DatasetMeta
-from vla.data.table import FrameTable
 from vla.model.config import ModelConfig
 from vla.train.sampler import ResumableBatchSampler
 
 DEFAULTS = ModelConfig()
-GRIPPER = "gripper"  # the action named so is the gripper command: > 0 closes, as in every vla-stack dataset
 
 
 def feature_dim(meta: DatasetMeta, key: str) -> int:
@@ -89,26 +88,17 @@ def make_datasets(
         early = train.rows[train.table.frame_index[train.rows] < early_frames]
         extra += [early] * (early_repeat - 1)
     if switch_repeat > 1:
-        switches = train.rows[gripper_switches(train.table, meta)[train.rows]]
+        column = gripper_column(meta)
+        if column is None:
+            names = list(meta.features["action"].get("names") or [])
+            raise ValueError(
+                f"switch_repeat needs an action named {GRIPPER!r}; the dataset's actions are {names}"
+            )
+        switches = train.rows[gripper_switches(train.table, column)[train.rows]]
         extra += [switches] * (switch_repeat - 1)
     train.rows = np.concatenate([train.rows, *extra])
     val = VLADataset(root, episodes=val_episodes, **options) if val_episodes else None
     return train, val
-
-
-def gripper_switches(table: FrameTable, meta: DatasetMeta) -> np.ndarray:
-    """(N,) bool: the frames whose gripper label has the other sign than the frame before it, in the same
-    episode. At the moment of closing the gripper is still open, so the state says "keep it open" on every
-    frame but this one; a policy that reads the state learns to never close (docs/benchmarks.md)."""
-    names = list(meta.features["action"].get("names") or [])
-    if GRIPPER not in names:
-        raise ValueError(
-            f"switch_repeat needs an action named {GRIPPER!r}; the dataset's actions are {names}"
-        )
-    closing = table.action[:, names.index(GRIPPER)] > 0
-    switched = np.zeros(len(closing), dtype=bool)
-    switched[1:] = closing[1:] != closing[:-1]
-    return switched & (table.frame_index > 0)
 
 
 def make_loader(dataset, batch_sampler, num_workers: int, seed: int) -> DataLoader:
