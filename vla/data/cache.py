@@ -163,11 +163,14 @@ class VideoFrames:
 
 
 class MemmapFrames:
-    """Frames from a decoded cache: (N, H, W, 3) uint8 on disk, paged in by the OS."""
+    """Rows of an array on disk, paged in by the OS: decoded frames (N, H, W, 3) uint8, or any per-frame
+    array (a pretrained trunk's maps: vla/train/features.py). ``fingerprint``: what it was built from."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int, int]):
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype=np.uint8, fingerprint: dict | None = None):
         self.path = path
         self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.fingerprint = fingerprint or {}
         self._array: np.memmap | None = None  # opened per process, never pickled
 
     def __getstate__(self) -> dict:
@@ -175,7 +178,7 @@ class MemmapFrames:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         if self._array is None:
-            self._array = np.memmap(self.path, np.uint8, mode="r", shape=self.shape)
+            self._array = np.memmap(self.path, self.dtype, mode="r", shape=self.shape)
         return np.asarray(self._array[rows])
 
 
@@ -247,7 +250,7 @@ def open_cache(
         info.unlink(missing_ok=True)  # a half-built cache must never look current
         build_cache(frames, data, size)
         write_json_atomic(info, want)
-    return MemmapFrames(data, shape)
+    return MemmapFrames(data, shape, fingerprint=want)
 
 
 def build_cache(frames: CameraFrames, data: Path, size: tuple[int, int]) -> None:

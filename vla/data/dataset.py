@@ -15,6 +15,9 @@ A sample, for frame t of an episode (K = ``chunk_size``, h = ``history``)::
     episode_index int
     frame_index   int, t
 
+With a pretrained trunk's maps attached (``use_maps``; vla/train/features.py), ``trunk_maps`` {slot: {name:
+float16 (C, h, w)}} replaces ``images``: the pictures were encoded once, when the cache was built.
+
 Padding never crosses an episode boundary: actions past the end repeat the episode's last action, and history
 before the start repeats its first frame (images and state); the masks say which entries are real, so a loss
 can drop the padding while the model still sees plausible values (a robot at rest keeps its last command).
@@ -47,6 +50,7 @@ IMAGES = "images"
 STATE_KEY = "state"
 GOAL_STATE = "goal_state"
 SWITCH_STATE = "switch_state"
+TRUNK_MAPS = "trunk_maps"
 HISTORY_MASK = "history_mask"
 INSTRUCTION = "instruction"
 ACTIONS = "actions"
@@ -178,6 +182,26 @@ class VLADataset(Dataset):
         self.next_switch = next_switch_rows(self.table, switched)  # (N,) row of each frame's phase end
         self._sources = self._open_sources(cache)
         self._resize = None if cache is not None else self.image_size  # the cache holds resized frames
+        self.maps: dict[str, dict[str, MemmapFrames]] | None = None  # {slot: {name: (N, C, h, w)}}
+
+    def image_cache(self, slot: str) -> MemmapFrames:
+        """The decoded-frame cache of a camera slot; an error when the dataset decodes videos instead."""
+        source = self._sources[slot]
+        if not isinstance(source, MemmapFrames):
+            raise ValueError(
+                f"{self.root}: camera slot '{slot}' has no frame cache (open the dataset with cache=)"
+            )
+        return source
+
+    def use_maps(self, maps: dict[str, dict[str, MemmapFrames]]) -> None:
+        """Samples carry these per-frame maps ({slot: {name: rows (N, C, h, w)}}) instead of the pictures."""
+        if self.history:
+            raise ValueError("cached trunk maps carry one frame per sample; history must be 0")
+        if sorted(maps) != sorted(self._sources):
+            raise ValueError(
+                f"maps for slots {sorted(maps)}; the dataset's camera slots are {sorted(self._sources)}"
+            )
+        self.maps = maps
 
     def _open_sources(self, cache) -> dict[str, VideoFrames | MemmapFrames]:
         sources = {}
@@ -207,10 +231,9 @@ class VLADataset(Dataset):
         action_rows = np.minimum(ahead, table.last[t])  # (K,)
         back = t - np.arange(self.history, -1, -1)
         history_rows = np.maximum(back, table.first[t])  # (h+1,) oldest first
-        images = {slot: to_chw(src.read(history_rows), self._resize) for slot, src in self._sources.items()}
         state = torch.from_numpy(table.state[history_rows])
         sample = {
-            IMAGES: images if self.history else {slot: image[0] for slot, image in images.items()},
+            **self._pictures(history_rows),
             STATE_KEY: state if self.history else state[0],
             GOAL_STATE: torch.from_numpy(table.state[table.last[t]].copy()),
             SWITCH_STATE: torch.from_numpy(table.state[self.next_switch[t]].copy()),
@@ -223,6 +246,18 @@ class VLADataset(Dataset):
         if self.history:
             sample[HISTORY_MASK] = torch.from_numpy(back >= table.first[t])
         return sample
+
+    def _pictures(self, rows: np.ndarray) -> dict:
+        """{IMAGES: ...} of the (h+1,) rows, or {TRUNK_MAPS: ...} of the last one when maps are attached."""
+        if self.maps is not None:  # history is 0: rows is (1,)
+            return {
+                TRUNK_MAPS: {
+                    slot: {name: torch.from_numpy(source.read(rows)[0]) for name, source in named.items()}
+                    for slot, named in self.maps.items()
+                }
+            }
+        images = {slot: to_chw(src.read(rows), self._resize) for slot, src in self._sources.items()}
+        return {IMAGES: images if self.history else {slot: image[0] for slot, image in images.items()}}
 
 
 def collate(samples: list[dict]) -> dict:

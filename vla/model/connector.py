@@ -205,7 +205,9 @@ def build_connector(
         if cfg.instruction_keypoints and not condition_dim:
             raise ValueError("connector.instruction_keypoints needs model.language.encoder (the instruction)")
         if cfg.instruction_keypoints and stem is None:
-            raise ValueError("connector.instruction_keypoints reads the stem of vision.kind 'resnet18'")
+            raise ValueError(
+                "connector.instruction_keypoints reads the stem features of vision.kind 'resnet18' or 'efficientnet_lite0'"
+            )
         return KeypointConnector(
             in_dim,
             out_dim,

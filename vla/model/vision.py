@@ -28,7 +28,10 @@ from torch import nn
 
 from vla.model.augment import random_shift
 from vla.model.config import VisionConfig
+from vla.model.efficientnet import NAME as LITE0
+from vla.model.efficientnet import TrunkMaps
 from vla.model.film import FiLM, modulate
+from vla.model.lite_vision import LiteBackbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -277,9 +280,9 @@ class VisionEncoder(nn.Module):
         self.out_dim = int(backbones[0].out_dim)
         self.num_patches = int(backbones[0].num_patches)
         self.grid = tuple(int(v) for v in backbones[0].grid)
-        # ((h, w), channels) of a resnet18's stem features (with_stem), else None
+        # ((h, w), channels) of the stem features (with_stem: resnet18, efficientnet_lite0), else None
         first = backbones[0]
-        self.stem = (first.stem_grid, first.stem_dim) if isinstance(first, ResNet18GN) else None
+        self.stem = (first.stem_grid, first.stem_dim) if hasattr(first, "stem_grid") else None
         self.frozen = frozen
         self.camera_embedding = nn.Parameter(torch.randn(len(self.cameras), self.out_dim) * 0.02)  # (N, C)
         self.register_buffer(
@@ -304,30 +307,50 @@ class VisionEncoder(nn.Module):
                 f"{self.cameras}, got {images.dtype} {tuple(images.shape)}"
             )
 
-    def _encode(self, backbone: nn.Module, images: torch.Tensor, condition, with_stem: bool):
-        x = (images.float() / 255.0 - self.mean) / self.std  # (M, 3, H, W)
+    def _encode(self, backbone: nn.Module, images, condition, with_stem: bool, maps: TrunkMaps | None = None):
         options = {"with_stem": True} if with_stem else {}
+        if maps is not None:  # a pretrained trunk's cached maps: the pictures were encoded once, before
+            x, options["maps"] = None, maps
+        else:
+            x = (images.float() / 255.0 - self.mean) / self.std  # (M, 3, H, W)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             if condition is None:
                 return backbone(x, **options)  # (M, P, C), and the stem's (M, Ps, Cs) if asked
             return backbone(x, condition, **options)
 
     def forward(
-        self, images: torch.Tensor, condition: torch.Tensor | None = None, with_stem: bool = False
+        self,
+        images: torch.Tensor | None,
+        condition: torch.Tensor | None = None,
+        with_stem: bool = False,
+        maps: TrunkMaps | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """images (B, N, 3, H, W) uint8 -> (B, N, P, C); ``condition`` (B, E): the instruction features, for
-        FiLM encoders; ``with_stem`` (resnet18): also the stem's features (B, N, Ps, Cs)."""
-        self._check(images)
-        batch, cameras = images.shape[:2]
-        if self.training and self.shift:
-            images = random_shift(images.flatten(0, 1), self.shift).unflatten(0, (batch, cameras))
+        FiLM encoders; ``with_stem`` (resnet18, efficientnet_lite0): also the stem's features (B, N, Ps, Cs).
+        ``maps`` (efficientnet_lite0): the trunk's cached maps, each (B, N, C, h, w), instead of images."""
+        if maps is not None:
+            batch, cameras = maps.coarse.shape[:2]
+        else:
+            self._check(images)
+            batch, cameras = images.shape[:2]
+            if self.training and self.shift:
+                images = random_shift(images.flatten(0, 1), self.shift).unflatten(0, (batch, cameras))
         if len(self.backbones) == 1:
             shared = None if condition is None else condition.repeat_interleave(cameras, dim=0)  # (B*N, E)
-            out = self._encode(self.backbones[0], images.flatten(0, 1), shared, with_stem)
+            flat = None if maps is None else TrunkMaps(*(m.flatten(0, 1) for m in maps))
+            pictures = None if images is None else images.flatten(0, 1)
+            out = self._encode(self.backbones[0], pictures, shared, with_stem, flat)
             outs = [o.unflatten(0, (batch, cameras)) for o in (out if with_stem else (out,))]
         else:
             per_camera = [
-                self._encode(b, images[:, n], condition, with_stem) for n, b in enumerate(self.backbones)
+                self._encode(
+                    b,
+                    None if images is None else images[:, n],
+                    condition,
+                    with_stem,
+                    None if maps is None else TrunkMaps(*(m[:, n] for m in maps)),
+                )
+                for n, b in enumerate(self.backbones)
             ]
             parts = zip(*per_camera, strict=True) if with_stem else [per_camera]
             outs = [torch.stack(list(part), dim=1) for part in parts]
@@ -345,8 +368,9 @@ def build_vision_encoder(
     """The encoder ``cfg`` describes for ``cameras`` (slot order) at ``image_size`` (H, W).
     ``condition_dim`` > 0 (resnet18 only): FiLM-conditioned on an instruction vector of that size.
 
-    ``pretrained=False`` (kind "hf" only) builds the architecture from the folder's config.json and
-    preprocessor_config.json without reading its weights, for loading a checkpoint that holds them.
+    ``pretrained=False`` (kinds "hf" and "efficientnet_lite0") builds the architecture without reading the
+    pretrained weights (hf: from the folder's config.json and preprocessor_config.json), for loading a
+    checkpoint that holds them.
     """
     if not isinstance(cfg, VisionConfig):
         raise ValueError(f"build_vision_encoder needs a VisionConfig, got {type(cfg).__name__}")
@@ -361,8 +385,13 @@ def build_vision_encoder(
             ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages, condition_dim) for _ in range(count)
         ]
         mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif cfg.kind == LITE0:  # the trunk normalizes its [0, 1] input itself
+        backbones = [LiteBackbone(cfg.width, image_size, condition_dim, pretrained) for _ in range(count)]
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     elif condition_dim:
-        raise ValueError(f"FiLM conditioning is built for vision.kind 'resnet18', got {cfg.kind!r}")
+        raise ValueError(
+            f"FiLM conditioning is built for vision.kind 'resnet18' and {LITE0!r}, got {cfg.kind!r}"
+        )
     elif cfg.kind == "vit":
         backbones = [ViT(cfg.width, cfg.patch, cfg.depth, cfg.heads, image_size) for _ in range(count)]
         mean, std = IMAGENET_MEAN, IMAGENET_STD

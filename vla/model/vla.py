@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.data.dataset import GOAL_STATE, SWITCH_STATE
+from vla.data.dataset import GOAL_STATE, SWITCH_STATE, TRUNK_MAPS
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
 from vla.model.decoding import parallel_mask, positions
+from vla.model.efficientnet import TrunkMaps
 from vla.model.goal import GoalHead, pool_prompt
 from vla.model.io import load_vla, save_vla
 from vla.model.language import InstructionEncoder
@@ -109,20 +110,17 @@ class VLA(nn.Module):
     def _prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Embeddings (B, P, H) and attention mask (B, P) of images, state, instruction token and prompt;
         and the parts the goal head reads: ``images`` (B, N*T, H) and ``instruction`` (B, H)."""
-        missing = [c for c in self.config.cameras if c not in batch["images"]]
-        if missing:
-            raise ValueError(f"batch lacks cameras {missing}; it has {sorted(batch['images'])}")
-        images = torch.stack([batch["images"][c].to(self.device) for c in self.config.cameras], dim=1)
+        images, maps = self._pictures(batch)
         language = self.config.language
         features, instruction = None, None
         if self.language is not None:
             features, instruction = self.language(list(batch["instruction"]), self.device)  # (B, F), (B, H)
         film = features if language.film else None
         if self.connector.conditioned:  # instruction keypoints read the vision's stem features too
-            patches, stem = self.vision(images, film, with_stem=True)
+            patches, stem = self.vision(images, film, with_stem=True, maps=maps)
             image_tokens = self.connector(patches, features, stem)  # (B, N*T, H)
         else:
-            image_tokens = self.connector(self.vision(images, film))
+            image_tokens = self.connector(self.vision(images, film, maps=maps))
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
         prompt_ids, prompt_mask = self.processor.prompt(batch["instruction"], self.device)
         text = self._embed(prompt_ids)  # (B, L, H)
@@ -138,6 +136,21 @@ class VLA(nn.Module):
             instruction = pool_prompt(text, prompt_mask)
         parts = {"images": image_tokens, "instruction": instruction}
         return embeds, torch.cat([ones, prompt_mask], dim=1), parts
+
+    def _pictures(self, batch: dict) -> tuple[torch.Tensor | None, TrunkMaps | None]:
+        """(images (B, N, 3, H, W) uint8, None), or (None, the trunk's cached maps, each (B, N, C, h, w)) when
+        the batch carries them (vla/train/features.py), in the model's camera order."""
+        key = TRUNK_MAPS if TRUNK_MAPS in batch else "images"
+        missing = [c for c in self.config.cameras if c not in batch[key]]
+        if missing:
+            raise ValueError(f"batch lacks cameras {missing} in '{key}'; it has {sorted(batch[key])}")
+        if key == "images":
+            return torch.stack([batch[key][c].to(self.device) for c in self.config.cameras], dim=1), None
+        fields = {
+            name: torch.stack([batch[key][c][name].to(self.device) for c in self.config.cameras], 1).float()
+            for name in TrunkMaps._fields
+        }
+        return None, TrunkMaps(**fields)
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Cross-entropy on the action tokens; token accuracy and L1 of the de-tokenized argmax actions.

@@ -87,6 +87,11 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not self.resume:
             raise ValueError("resume must be 'auto', 'force', 'never' or a checkpoint directory")
+        if self.cache is None and self.model.vision.kind == "efficientnet_lite0":
+            raise ValueError(
+                "model.vision.kind efficientnet_lite0 trains on its trunk's maps, cached beside the decoded "
+                "frames: set cache=memmap (or a directory)"
+            )
         self.betas = [float(b) for b in self.betas]
 
 

@@ -32,9 +32,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vla.data.meta import load_meta
+from vla.model.efficientnet import NAME as LITE0
 from vla.model.precision import cpu_has_native_bf16
 from vla.train import data
 from vla.train.config import TrainConfig
+from vla.train.features import attach_trunk_maps
 from vla.train.report import Meter, RunLog
 from vla.train.resume import check_resumable, dataset_fingerprint, find_resume
 from vla.train.rng import seed_everything
@@ -176,6 +178,8 @@ def _setup(config: TrainConfig, model_class) -> Run:
     model = model_class.load(resume) if resume is not None else model_class(config.model, train_set.stats)
     if resume is None and hasattr(model, "fit_instructions"):  # a model that adapts to the instructions
         model.fit_instructions(train_set.meta.tasks)
+    if config.model.vision.kind == LITE0:  # a frozen trunk: its maps once per frame, not once per step
+        attach_trunk_maps([train_set, val_set], model.vision.backbones[0].trunk)
     model.train()
     groups = param_groups(model, config.weight_decay)
     params = dict(model.named_parameters())
