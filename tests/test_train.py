@@ -320,7 +320,9 @@ def test_save_every_0_checkpoints_every_tenth_of_the_run_whatever_steps_becomes(
 
     config = TrainConfig(dataset="d", out="o", steps=1000, save_every=0)
     assert config.save_every == 0 and config.checkpoint_every == 100
-    assert replace(config, steps=3600).checkpoint_every == 360 and replace(config, steps=5).checkpoint_every == 1
+    assert (
+        replace(config, steps=3600).checkpoint_every == 360 and replace(config, steps=5).checkpoint_every == 1
+    )
     assert replace(config, save_every=7).checkpoint_every == 7
     with pytest.raises(ValueError, match="save_every must be >= 0"):
         TrainConfig(dataset="d", save_every=-1)
