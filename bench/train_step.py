@@ -3,10 +3,10 @@
     .venv/bin/python bench/train_step.py runs/demo/data                                   # configs/demo.yaml
     .venv/bin/python bench/train_step.py runs/demo/data --variant prompt="" --variant chunk_size=4,infer_actions=1
 
-Each variant is the recipe's ``model:`` section (``--config``, default configs/demo.yaml) with ``key=value``
-overrides (comma-separated; values parsed as YAML). Times forward + backward + AdamW under the recipe's
-precision on batches drawn from the dataset's memmap cache (data loading included, as in vla-train), the
-median of ``--steps`` steps after 3 warm-up steps, and prints ms/step and the ratio to the first variant.
+Each variant is the recipe's ``train.model:`` section (``--config``, default configs/demo.yaml) with
+``key=value`` overrides (comma-separated; values parsed as YAML). Times forward + backward + AdamW under the
+recipe's precision on batches drawn from the dataset's memmap cache (data loading included, as in vla-train),
+the median of ``--steps`` steps after 3 warm-up steps, and prints ms/step and the ratio to the first variant.
 Nothing else may run on the cores meanwhile: two jobs on 2 cores halve each other.
 """
 
@@ -69,13 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--variant", action="append", default=None, help="key=value,... on model:")
+    parser.add_argument("--variant", action="append", default=None, help="key=value,... on train.model:")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with open(args.config) as file:
-        recipe = yaml.safe_load(file)
+        recipe = yaml.safe_load(file).get("train", {})  # vla-demo's train: (vla-train's options)
     base = asdict(ModelConfig(**recipe.get("model", {})))
     variants = [""] + (args.variant or [])
     first = None

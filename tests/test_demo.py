@@ -9,7 +9,7 @@ import pytest
 from toy_vla import small_model
 
 import sim
-from policies.apps.demo import DemoConfig, run_demo
+from policies.apps.demo import DemoConfig, demo_eval, demo_record, demo_train, run_demo
 from vla.model.config import LanguageConfig, LLMConfig, ModelConfig, VisionConfig
 
 
@@ -18,16 +18,11 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     config = DemoConfig(
         out=str(tmp_path / "demo"),
         tasks=["PressButton"],
-        episodes_per_task=2,
-        goals_per_scene=2,
-        workers=1,
-        steps=3,
-        batch_size=4,
-        eval_episodes=2,
         instruction_eval=["swap", "blank"],
         instruction_episodes=1,
-        n_action_steps=2,
-        model=model,
+        record=demo_record(episodes_per_task=2, goals_per_scene=2, workers=1),
+        train=demo_train(steps=3, batch_size=4, model=model),
+        eval=demo_eval(episodes_per_task=2, n_action_steps=2),
     )
     document = run_demo(config)
     out = tmp_path / "demo"
@@ -66,8 +61,9 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
         chunk_size=4,
     )
     config = DemoConfig(
-        out=str(tmp_path / "suite"), tasks=["PressButton"], episodes_per_task=2, workers=1, steps=2,
-        batch_size=4, eval_episodes=1, eval_num_envs=1, n_action_steps=4, model=model, stages=["record"],
+        out=str(tmp_path / "suite"), tasks=["PressButton"], stages=["record"],
+        record=demo_record(episodes_per_task=2, workers=1), train=demo_train(steps=2, batch_size=4, model=model),
+        eval=demo_eval(episodes_per_task=1, num_envs=1, n_action_steps=4),
     )  # fmt: skip
     assert run_demo(config) is None
     assert (tmp_path / "suite" / "data" / "meta" / "info.json").is_file()
@@ -83,9 +79,11 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
     with pytest.raises(ValueError, match="stages"):
         DemoConfig(stages=["deploy"])
     with pytest.raises(ValueError, match="precision"):
-        DemoConfig(precision="fp16")  # refused before recording, not after
-    with pytest.raises(ValueError, match=r"n_action_steps \(5\) must be <= model.chunk_size \(4\)"):
-        DemoConfig(n_action_steps=5, model=model)
+        DemoConfig(train=demo_train(precision="fp16"))  # refused before recording, not after
+    with pytest.raises(
+        ValueError, match=r"eval.n_action_steps \(5\) must be <= the actions one inference returns \(4"
+    ):
+        DemoConfig(train=demo_train(model=model), eval=demo_eval(n_action_steps=5))
 
 
 def test_every_pipeline_preset_composes():
@@ -100,7 +98,7 @@ def test_every_pipeline_preset_composes():
         mt50 = OmegaConf.to_object(compose("metaworld_mt50", overrides=["stages=[record]"]))
     assert demo.model.llm.name == "tiny" and len(demo.tasks) >= 2 and demo.eval_episodes == 50
     # One action per step: with DART labels a longer chunk would be executed blind (docs/benchmarks.md).
-    assert demo.noise > 0 and demo.model.chunk_size == 1 == demo.n_action_steps
+    assert demo.record.noise > 0 and demo.model.chunk_size == 1 == demo.eval.n_action_steps
     assert demo.model.prompt == "{instruction}" and demo.model.connector.kind == "keypoints"
     assert suite.model.llm.name == "smollm2-135m" and suite.tasks == sim.list_tasks()
     assert suite.stages == ["record"] and suite.eval_episodes == 50 == suite_cpu.eval_episodes
@@ -108,12 +106,14 @@ def test_every_pipeline_preset_composes():
     assert len(mt10.tasks) == 10 and len(mt50.tasks) == 50 and mt10.tasks[0].startswith("metaworld/")
     for preset in (mt10, mt50):
         assert preset.model.cameras == ["corner2"] and preset.eval_episodes == 10
-        assert preset.episodes_per_task == 50 and preset.noise == 0.1 and preset.goals_per_scene == 1
-        assert preset.model.chunk_size == 1 == preset.n_action_steps and preset.model.state_dropout == 0
+        record = preset.record
+        assert record.episodes_per_task == 50 and record.noise == 0.1 and record.goals_per_scene == 1
+        assert preset.model.chunk_size == 1 == preset.eval.n_action_steps and preset.model.state_dropout == 0
         assert preset.model.language.encoder == "minilm" and preset.model.connector.kind == "keypoints"
-        assert not preset.instruction_eval and preset.holdout_templates is None
-    assert mt10.model.llm.name == "tiny" and mt10.model.image_size == [128, 128] and mt10.device == "auto"
-    assert mt50.model.llm.name == "smollm2-135m" and mt50.steps > mt10.steps
+        assert not preset.instruction_eval and record.holdout_templates is None
+    assert mt10.model.llm.name == "tiny" and mt10.model.image_size == [128, 128]
+    assert mt10.eval.device == "auto" and mt50.model.llm.name == "smollm2-135m"
+    assert mt50.train.steps > mt10.train.steps
 
 
 @pytest.mark.parametrize("preset", ["demo", "suite_cpu", "metaworld_mt10_cpu"])
@@ -152,15 +152,15 @@ def test_metaworld_options_are_checked_before_anything_runs():
     assert config.tasks[0] == "metaworld/reach-v3" and len(config.tasks) == 10  # repeats dropped
     assert config.model.cameras == ["corner2"]  # our default cameras stand for Meta-World's one
     assert config.eval_episodes == 10 and DemoConfig(tasks=["PickUp"]).eval_episodes == 50
-    assert DemoConfig(tasks=["metaworld/mt10"], eval_episodes=3).eval_episodes == 3
+    assert DemoConfig(tasks=["metaworld/mt10"], eval=demo_eval(episodes_per_task=3)).eval_episodes == 3
     with pytest.raises(ValueError, match=r"cannot record Meta-World .* their robots"):
         DemoConfig(tasks=["metaworld/reach-v3", "PickUp"])
     with pytest.raises(ValueError, match=r"model.cameras must be \[corner2\], got \['agentview'\]"):
-        DemoConfig(tasks=["metaworld/reach-v3"], model=ModelConfig(cameras=["agentview"]))
+        DemoConfig(tasks=["metaworld/reach-v3"], train=demo_train(model=ModelConfig(cameras=["agentview"])))
     with pytest.raises(ValueError, match=r"goals_per_scene must be 1 for Meta-World.*one goal"):
-        DemoConfig(tasks=["metaworld/reach-v3"], goals_per_scene=3)
+        DemoConfig(tasks=["metaworld/reach-v3"], record=demo_record(goals_per_scene=3))
     with pytest.raises(ValueError, match=r"holdout_templates must be null for Meta-World.*one instruction"):
-        DemoConfig(tasks=["metaworld/reach-v3"], holdout_templates="last")
+        DemoConfig(tasks=["metaworld/reach-v3"], record=demo_record(holdout_templates="last"))
     with pytest.raises(ValueError, match=r"instruction_eval=\['swap'\] is not available on Meta-World"):
         DemoConfig(tasks=["metaworld/reach-v3"], instruction_eval=["swap"])
     with pytest.raises(ValueError, match="unknown Meta-World task"):

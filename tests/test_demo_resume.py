@@ -17,9 +17,9 @@ OVERRIDES = [
     *SMALL,
     "tasks=[PressButton]",
     "stages=[train]",
-    f"steps={STEPS}",
-    "batch_size=4",
-    "save_every=3",
+    f"train.steps={STEPS}",
+    "train.batch_size=4",
+    "train.save_every=3",
 ]
 
 
@@ -34,8 +34,6 @@ def demo_config(out, *more):
 
 
 def test_a_killed_demo_train_stage_resumes_from_its_last_checkpoint(make_dataset, tmp_path):
-    from policies.apps.demo import _train_config
-
     out = tmp_path / "demo"
     make_dataset(root=out / "data", episodes=4, lengths=[8, 8, 8, 8])
     log = (tmp_path / "demo.log").open("w")
@@ -54,18 +52,18 @@ def test_a_killed_demo_train_stage_resumes_from_its_last_checkpoint(make_dataset
     # The re-run: what `vla-demo stages=[train]` does with the same settings, observed step by step.
     config = demo_config(out)
     seen = []
-    result = train(_train_config(config, out / "data"), hooks=[lambda step, model: seen.append(step)])
+    result = train(config.train_config(), hooks=[lambda step, model: seen.append(step)])
     assert seen[0] == killed_at + 1 and result.step == STEPS
     kept = sorted(p.name for p in (out / "train/checkpoints").iterdir() if p.name.isdigit())
-    assert kept[-1] == f"{STEPS:06d}" and len(kept) == config.keep_last
+    assert kept[-1] == f"{STEPS:06d}" and len(kept) == config.train.keep_last
 
 
 def test_the_demo_passes_its_checkpoint_settings_to_training(tmp_path):
-    from policies.apps.demo import DemoConfig, _train_config
+    from policies.apps.demo import DemoConfig, demo_train
 
-    config = demo_config(tmp_path, "resume=force", "save_every=0")
-    train_config = _train_config(config, tmp_path / "data")
+    config = demo_config(tmp_path, "train.resume=force", "train.save_every=0")
+    train_config = config.train_config()
     assert train_config.resume == "force" and train_config.save_every == STEPS // 10
-    assert train_config.keep_last == 2
+    assert train_config.keep_last == 2 and train_config.dataset == str(tmp_path / "data")
     with pytest.raises(ValueError, match="resume must be one of"):
-        DemoConfig(resume="sometimes")
+        DemoConfig(train=demo_train(resume="sometimes"))

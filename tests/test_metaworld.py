@@ -268,9 +268,11 @@ EASY = ["metaworld/reach-v3", "metaworld/button-press-topdown-v3"]
 
 
 def test_vla_eval_of_the_experts_gives_per_task_and_bucket_means(tmp_path):
+    from policies.evaluation import metaworld as mw_eval
     from policies.evaluation.evaluate import EvalConfig, run
 
-    assert EvalConfig(policy="expert", task="metaworld/easy").episodes_per_task == 10  # LeRobot's protocol
+    default = EvalConfig(policy="expert", task="metaworld/easy")  # None until evaluate(): the protocol's
+    assert mw_eval.default_episodes(default.task, default.episodes_per_task) == 10  # LeRobot's protocol
     config = EvalConfig(
         policy="expert", task=EASY, episodes_per_task=2, videos=False, tensorboard=False, out=str(tmp_path)
     )
@@ -339,13 +341,14 @@ def test_vla_demo_records_trains_and_evaluates_metaworld_end_to_end(tmp_path):
     import torch
     from toy_vla import small_model
 
-    from policies.apps.demo import DemoConfig, run_demo
+    from policies.apps.demo import DemoConfig, demo_eval, demo_record, demo_train, run_demo
 
     model = small_model(chunk_size=1)  # cameras left at our default: the demo sets Meta-World's corner2
     config = DemoConfig(
-        out=str(tmp_path / "demo"), tasks=[EASY[0]], episodes_per_task=2, noise=0.1, workers=1, steps=3,
-        batch_size=4, warmup_steps=0, eval_episodes=1, eval_max_steps=12, eval_num_envs=1, n_action_steps=1,
-        torch_threads=1, model=model,
+        out=str(tmp_path / "demo"), tasks=[EASY[0]], torch_threads=1,
+        record=demo_record(episodes_per_task=2, noise=0.1, workers=1),
+        train=demo_train(steps=3, batch_size=4, warmup_steps=0, model=model),
+        eval=demo_eval(episodes_per_task=1, max_steps=12, num_envs=1, n_action_steps=1),
     )  # fmt: skip
     assert config.model.cameras == ["corner2"]
     threads = torch.get_num_threads()

@@ -31,7 +31,7 @@ def build(data, **changes) -> VLA:
     """The demo's model, images only unless ``changes`` say otherwise (the demo itself shows the state)."""
     changes.setdefault("state_dropout", 1.0)
     torch.manual_seed(0)
-    model = demo_model(*(f"model.{key}={value}" for key, value in changes.items()))
+    model = demo_model(*(f"train.model.{key}={value}" for key, value in changes.items()))
     return VLA(model, data.stats)
 
 

@@ -284,8 +284,12 @@ def test_config_errors():
         OmegaConf.to_object(_config("policy=expert", "chunking=mean"))
     with pytest.raises(ValueError, match="precision must be one of"):
         OmegaConf.to_object(_config("policy=expert", "precision=fp16"))
+    for override in ("num_envs=0", "n_action_steps=0", "max_steps=0"):  # refused before any environment
+        with pytest.raises(ValueError, match=override.split("=")[0] + " must be >= 1"):
+            OmegaConf.to_object(_config("policy=expert", override))
     config = OmegaConf.to_object(_config("checkpoint=x", "camera_map={wrist:agentview}", "task=[PickUp]"))
     assert config.camera_map == {"wrist": "agentview"} and config.task == ["PickUp"]
+    assert config.episodes_per_task is None  # evaluate() runs the protocol's 50 (10 on Meta-World)
 
 
 def test_vla_eval_app_writes_the_report(tmp_path):

@@ -313,6 +313,21 @@ def test_early_frames_are_visited_more_often_and_validation_is_not(make_dataset)
         TrainConfig(dataset="d", early_repeat=0)
 
 
+def test_save_every_0_checkpoints_every_tenth_of_the_run_whatever_steps_becomes():
+    from dataclasses import replace
+
+    from vla.train.config import TrainConfig
+
+    config = TrainConfig(dataset="d", out="o", steps=1000, save_every=0)
+    assert config.save_every == 0 and config.checkpoint_every == 100
+    assert (
+        replace(config, steps=3600).checkpoint_every == 360 and replace(config, steps=5).checkpoint_every == 1
+    )
+    assert replace(config, save_every=7).checkpoint_every == 7
+    with pytest.raises(ValueError, match="save_every must be >= 0"):
+        TrainConfig(dataset="d", save_every=-1)
+
+
 def test_the_frames_where_the_gripper_switches_are_found_per_episode(make_dataset):
     """switch_repeat oversamples the first frame of each closing or opening: there the gripper is still in
     its old state, so it is the only frame that teaches to switch."""

@@ -93,13 +93,13 @@ def weights(checkpoint) -> dict[str, torch.Tensor]:
     return load_file(checkpoint / ckpt.MODEL_FILE)
 
 
-SMALL = [
-    "model.image_size=[32,32]",
-    "model.vision.width=32",
-    "model.llm.hidden_size=64",
-    "model.llm.num_layers=2",
-    "model.llm.num_heads=2",
-    "model.llm.intermediate_size=128",
+SMALL = [  # vla-demo overrides: its model (train.model) at a test's size
+    "train.model.image_size=[32,32]",
+    "train.model.vision.width=32",
+    "train.model.llm.hidden_size=64",
+    "train.model.llm.num_layers=2",
+    "train.model.llm.num_heads=2",
+    "train.model.llm.intermediate_size=128",
 ]
 
 
@@ -119,8 +119,9 @@ def small_model(**changes) -> ModelConfig:
 
 
 def demo_model(*overrides: str) -> ModelConfig:
-    """The model section of the ``vla-demo`` preset (configs/demo.yaml) at a test's size: its connector,
-    state dropout, goal loss, chunk and bin settings, with small images, vision and LLM."""
+    """The model section (``train.model``) of the ``vla-demo`` preset (configs/demo.yaml) at a test's size:
+    its connector, state dropout, goal loss, chunk and bin settings, with small images, vision and LLM;
+    ``overrides``: more vla-demo overrides (``train.model.chunk_size=4``)."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 

@@ -1,10 +1,15 @@
 """``vla-demo`` (``make demo``): record demonstrations, train a VLA, evaluate it closed-loop, report.
 
     vla-demo                                   # the CPU demo (configs/demo.yaml): under 20 minutes on 2 cores
-    vla-demo tasks=[OpenDrawer,CloseDrawer,PressButton] steps=3000 out=runs/demo3
+    vla-demo tasks=[OpenDrawer,CloseDrawer,PressButton] train.steps=3000 out=runs/demo3
     vla-demo --config-name suite_smollm2 stages=[record]       # the GPU recipe: record on a CPU machine,
     vla-demo --config-name suite_smollm2 stages=[train,eval]   # then train and evaluate on the GPU
     vla-demo --config-name metaworld_mt10_cpu                  # Meta-World MT10 (in .venv-metaworld)
+
+Its options (``DemoConfig``): the demo's own (``out``, ``tasks``, ``stages``, ...) and the three apps'
+configurations nested, each with the demo's defaults: ``record:`` (vla-record's), ``train:`` (vla-train's,
+the model at ``train.model``) and ``eval:`` (vla-eval's), as in ``train.batch_size=32`` or
+``eval.num_envs=4``.
 
 Writes under ``out``: ``data/`` (the LeRobotDataset), ``train/`` (checkpoints, TensorBoard), ``results.json``,
 ``report.md``, ``videos/`` (evaluation episodes) and ``training_curves.png``. Each stage is resumable: a second
@@ -12,18 +17,19 @@ run reuses the recorded episodes and the finished training. ``stages`` runs a su
 
 ``tasks`` may instead name Meta-World (``metaworld/mt10``, a task id or a list; not mixed with our tasks):
 its experts record ``corner2`` at the model's image size, the model reads ``[corner2]`` (set so when
-``model.cameras`` is our default), and vla-eval runs Meta-World's protocol (10 episodes per task unless
-``eval_episodes`` says otherwise), the results' ``metaworld`` section included (docs/metaworld.md).
+``train.model.cameras`` is our default), and vla-eval runs Meta-World's protocol (10 episodes per task
+unless ``eval.episodes_per_task`` says otherwise), the results' ``metaworld`` section included
+(docs/metaworld.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -44,87 +50,103 @@ from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from sim import metaworld as mw
 from vla.model.config import ModelConfig
-from vla.train.config import PRECISIONS, RESUME_MODES, TrainConfig
+from vla.train.config import RESUME_MODES, TrainConfig
 
 CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "val/goal_l1", "train/lr"]
 STAGES = ("record", "train", "eval")
+# The fields of record:, train: and eval: that the demo fills in, and from what (its error says): each keeps
+# the placeholder it has in demo_record(), demo_train() and demo_eval(), or the value the demo gives it.
+FILLED_FROM = {
+    "task": "the demo's tasks",
+    "out": "a path under out",
+    "dataset": "out/data",
+    "checkpoint": "out/train",
+    "val_every": "a quarter of train.steps",
+    "instruction": "normal; the other modes are instruction_eval",
+    "holdout_templates": "record.holdout_templates",
+    "cameras": "Meta-World's one camera",
+    "image_size": "on Meta-World train.model.image_size",
+}
+
+
+def demo_record(**changes) -> RecordConfig:
+    """vla-record's options with the demo's defaults, and ``changes``."""
+    return RecordConfig(**{"out": "<out>/data", "episodes_per_task": 60, "workers": 2, **changes})
+
+
+def demo_train(**changes) -> TrainConfig:
+    """vla-train's options with the demo's defaults, and ``changes``: a short run, checkpointed every tenth
+    of it (save_every 0) with the last two kept, 5% of the episodes for validation, the frames cached."""
+    defaults = {
+        "dataset": "<out>/data",
+        "out": "<out>/train",
+        "steps": 1000,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "warmup_steps": 50,
+        "save_every": 0,
+        "keep_last": 2,
+        "val_fraction": 0.05,
+        "cache": "memmap",
+    }
+    return TrainConfig(**{**defaults, **changes})
+
+
+def demo_eval(**changes) -> EvalConfig:
+    """vla-eval's options with the demo's defaults (on the GPU when there is one), and ``changes``."""
+    return EvalConfig(
+        **{"checkpoint": "<out>/train", "out": "<out>", "num_envs": 2, "device": "auto", **changes}
+    )
+
+
+@functools.cache
+def _placeholders() -> dict:
+    return {"record": demo_record(), "train": demo_train(), "eval": demo_eval()}
 
 
 @dataclass
 class DemoConfig:
+    """The demo's own options, and vla-record's, vla-train's and vla-eval's configurations nested.
+
+    The model is ``train.model`` (``config.model`` reads it): it is TrainConfig's, so ``train:`` reads as a
+    vla-train configuration (configs/train.yaml's keys) and the recipe holds one copy of it; recording
+    (Meta-World's image size) and evaluation (the actions one inference returns) read it from there. A
+    preset picks a model file with ``- model@train.model: smollm2-135m`` in its defaults list.
+
+    The demo fills in the fields of ``FILLED_FROM`` from its own options and refuses them set otherwise:
+    the tasks, the paths under ``out``, ``train.val_every``, ``eval.instruction``,
+    ``eval.holdout_templates``, and on Meta-World ``record.cameras`` and ``record.image_size``. It also
+    clamps ``train.warmup_steps`` to a tenth of the run, takes ``eval.episodes_per_task`` null as the
+    protocol's (50 on our tasks, 10 on Meta-World's), ``eval.device`` auto as cuda when there is one, and
+    ``eval.torch_threads`` 0 as ``torch_threads``.
+    """
+
     out: str = "runs/demo"
     # Our tasks ("all", names) or Meta-World ids (metaworld/mt10, metaworld/reach-v3, ...), not both
     tasks: list[str] = field(default_factory=lambda: ["OpenDrawer", "CloseDrawer"])
-    episodes_per_task: int = 60  # recorded demonstrations per task
-    noise: float = 0.0  # expert action noise while recording; frames keep the intended actions (DART)
-    workers: int = 2  # recording processes
-    steps: int = 1000  # training steps of the tiny VLA
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup_steps: int = 50
-    # training: each episode's first early_frames frames visited early_repeat times per epoch (TrainConfig)
-    early_frames: int = 0
-    early_repeat: int = 1
-    switch_repeat: int = 1  # training: each frame where the gripper label switches, visited this many times
-    precision: str = "auto"  # training: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (fp32 if the CPU lacks bf16)
-    save_every: int = 0  # training steps between checkpoints (a killed run resumes); 0: a tenth of the run
-    keep_last: int = 2  # training checkpoints kept on disk, the oldest deleted first; 0 keeps all
-    # training: auto (continue <out>/train; a changed schedule or dataset is refused, naming the differences) |
-    # force (continue it even so) | never (refuse an out/train that holds a run)
-    resume: str = "auto"
-    # Counterfactual recording: each scene with up to this many of its goals (vla-record goals_per_scene)
-    goals_per_scene: int = 1
-    # Templates kept out of recording and used by the heldout evaluation: none | last | {task: template}
-    holdout_templates: Any = None
-    eval_episodes: int | None = None  # closed-loop episodes per task; None: 50 on ours, 10 on Meta-World
-    eval_max_steps: int | None = None  # None: each task's own step limit; fewer for a quick look
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    torch_threads: int = 2  # the demo's CPU threads (training and evaluation); 0: torch's default
     # Does the policy read its instruction? Modes evaluated on the language tasks beside the normal
     # evaluation: swap | blank | heldout (policies.evaluation.instruction), on the same held-out seeds.
     instruction_eval: list[str] = field(default_factory=list)
-    instruction_episodes: int = 0  # episodes per task of those modes; 0: eval_episodes
-    eval_split: str = "heldout"  # the evaluation's seeds: heldout (reported) | tune (policies/seeds.py)
-    eval_num_envs: int = 2  # vectorized environments of the evaluation (spawned processes when > 1)
-    n_action_steps: int = 5
-    device: str = "auto"  # where the evaluation runs the policy: auto (cuda if available), cpu, cuda
-    torch_threads: int = 2  # 0: torch's default
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
-    model: ModelConfig = field(default_factory=ModelConfig)
+    instruction_episodes: int = 0  # episodes per task of those modes; 0: the evaluation's
+    record: RecordConfig = field(default_factory=demo_record)
+    train: TrainConfig = field(default_factory=demo_train)
+    eval: EvalConfig = field(default_factory=demo_eval)
 
     def __post_init__(self):
         self.tasks = suites.resolve(list(self.tasks))  # one suite, or an error saying why
-        self.eval_episodes = mw_eval.default_episodes(self.tasks, self.eval_episodes)
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(self.stages)}")
-        if self.precision not in PRECISIONS:  # checked before the minutes of recording, not after
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.resume not in RESUME_MODES:
-            raise ValueError(f"resume must be one of {RESUME_MODES}, got {self.resume!r}")
-        if self.save_every < 0 or self.keep_last < 0:
+        if self.train.resume not in RESUME_MODES:  # the demo continues its own run only
+            raise ValueError(f"train.resume must be one of {RESUME_MODES}, got {self.train.resume!r}")
+        if min(self.torch_threads, self.instruction_episodes) < 0:
             raise ValueError(
-                f"save_every and keep_last must be >= 0, got {self.save_every}, {self.keep_last}"
+                "torch_threads and instruction_episodes must be >= 0, got "
+                f"{self.torch_threads}, {self.instruction_episodes}"
             )
-        if min(self.torch_threads, self.warmup_steps, self.early_frames) < 0:
-            raise ValueError(
-                "torch_threads, warmup_steps and early_frames must be >= 0, got "
-                f"{self.torch_threads}, {self.warmup_steps}, {self.early_frames}"
-            )
-        for name in (
-            "episodes_per_task",
-            "workers",
-            "steps",
-            "batch_size",
-            "eval_episodes",
-            "eval_num_envs",
-            "n_action_steps",
-            "goals_per_scene",
-            "early_repeat",
-            "switch_repeat",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_max_steps is not None and self.eval_max_steps < 1:
-            raise ValueError(f"eval_max_steps must be >= 1 or null, got {self.eval_max_steps}")
+        self._check_filled()
         self.instruction_eval = resolve_modes(self.instruction_eval) if self.instruction_eval else []
         if self.metaworld:
             self._check_metaworld()
@@ -136,24 +158,54 @@ class DemoConfig:
             raise ValueError(
                 f"instruction_eval needs a language task among tasks {self.tasks}; they are {sim.language_tasks()}"
             )
-        sim.holdout_templates(self.holdout_templates)  # valid, or an error naming the templates
-        if self.instruction_episodes < 0:
-            raise ValueError(f"instruction_episodes must be >= 0, got {self.instruction_episodes}")
-        if self.n_action_steps > self.model.inferred_actions:
+        if self.eval.n_action_steps > self.model.inferred_actions:
             raise ValueError(
-                f"n_action_steps ({self.n_action_steps}) must be <= the actions one inference returns "
-                f"({self.model.inferred_actions}: model.infer_actions, else model.chunk_size)"
+                f"eval.n_action_steps ({self.eval.n_action_steps}) must be <= the actions one inference "
+                f"returns ({self.model.inferred_actions}: train.model.infer_actions, else train.model.chunk_size)"
             )
+        self.record_config()  # the recording's options checked against the tasks now, not after minutes
+
+    def _filled(self) -> dict[str, dict]:
+        """The values the demo gives the fields it fills in (``FILLED_FROM``), per group."""
+        out = Path(self.out)
+        record = {"task": self.tasks, "out": str(out / "data")}
+        if self.metaworld:  # its one camera, at the size the model reads (ours: 128 x 128, both cameras)
+            record.update(cameras=[mw.CAMERA], image_size=list(self.model.image_size))
+        train = {
+            "dataset": str(out / "data"),
+            "out": str(out / "train"),
+            "val_every": max(1, self.train.steps // 4),
+        }
+        held = self.record.holdout_templates or "last"  # heldout evaluates what recording kept out
+        evaluation = {"checkpoint": str(out / "train"), "task": self.tasks, "out": self.out}
+        evaluation.update(instruction=[NORMAL], holdout_templates=held)
+        return {"record": record, "train": train, "eval": evaluation}
+
+    def _check_filled(self) -> None:
+        """Refuse a filled-in field set to anything else, which the demo would otherwise overwrite unseen."""
+        for group, values in self._filled().items():
+            config, placeholder = getattr(self, group), _placeholders()[group]
+            for name, value in values.items():
+                if getattr(config, name) not in (getattr(placeholder, name), value):
+                    raise ValueError(
+                        f"{group}.{name} is filled in by the demo ({FILLED_FROM[name]}): leave it unset, "
+                        f"got {getattr(config, name)!r}"
+                    )
 
     def _check_metaworld(self) -> None:
-        """What Meta-World needs (docs/metaworld.md): one instruction and one goal per task, one camera."""
-        suites.check_one_goal(self.goals_per_scene, self.holdout_templates)
+        """What Meta-World needs (docs/metaworld.md): one instruction per task, one camera (the recording's
+        one goal per task and no held-out template: RecordConfig)."""
         mw_eval.refuse_instruction_modes(
             self.instruction_eval, "instruction_eval", "leave instruction_eval empty"
         )
-        self.model = replace(
-            self.model, cameras=suites.metaworld_cameras(self.model.cameras, "model.cameras")
-        )
+        mw_eval.check_options(self.eval.instruction, self.eval.env_options(), self.eval.camera_map)
+        cameras = suites.metaworld_cameras(self.model.cameras, "train.model.cameras")
+        self.train = replace(self.train, model=replace(self.model, cameras=cameras))
+
+    @property
+    def model(self) -> ModelConfig:
+        """``train.model``, which recording and evaluation read too."""
+        return self.train.model
 
     @property
     def metaworld(self) -> bool:
@@ -163,69 +215,45 @@ class DemoConfig:
     def language_tasks(self) -> list[str]:
         return [task for task in self.tasks if task in sim.language_tasks()]
 
+    @property
+    def eval_episodes(self) -> int:
+        """Closed-loop episodes per task: ``eval.episodes_per_task``, or the protocol's."""
+        return mw_eval.default_episodes(self.tasks, self.eval.episodes_per_task)
+
+    def record_config(self) -> RecordConfig:
+        """What the record stage runs."""
+        return replace(self.record, **self._filled()["record"])
+
+    def train_config(self) -> TrainConfig:
+        """What the train stage runs: the warmup at most a tenth of the run; checkpoints as ``save_every``
+        says, resolved here so that the run's train_config.json names the interval."""
+        train = self.train
+        warmup = min(train.warmup_steps, train.steps // 10)
+        filled = self._filled()["train"]
+        return replace(train, **filled, warmup_steps=warmup, save_every=train.checkpoint_every)
+
+    def eval_config(self) -> EvalConfig:
+        """What the eval stage runs: the checkpoint the train stage wrote, on the device asked for (auto:
+        cuda when there is one), with the demo's threads unless ``eval.torch_threads`` says otherwise."""
+        import torch
+
+        device = self.eval.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        threads = self.eval.torch_threads or self.torch_threads
+        filled = self._filled()["eval"]
+        return replace(
+            self.eval, **filled, episodes_per_task=self.eval_episodes, device=device, torch_threads=threads
+        )
+
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
 
 
-def _train_config(config: DemoConfig, dataset: Path) -> TrainConfig:
-    return TrainConfig(
-        model=config.model,
-        dataset=str(dataset),
-        out=str(Path(config.out) / "train"),
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        warmup_steps=min(config.warmup_steps, config.steps // 10),
-        precision=config.precision,
-        early_frames=config.early_frames,
-        early_repeat=config.early_repeat,
-        switch_repeat=config.switch_repeat,
-        val_fraction=0.05,
-        val_every=max(1, config.steps // 4),
-        save_every=config.save_every or max(1, config.steps // 10),
-        keep_last=config.keep_last,
-        resume=config.resume,
-        cache="memmap",
-    )
-
-
-def _record(config: DemoConfig, dataset: Path) -> None:
-    # Meta-World: its one camera, at the size the model reads (our tasks: vla-record's 128 x 128, both cameras)
-    suite = {"cameras": [mw.CAMERA], "image_size": list(config.model.image_size)}
-    record(
-        RecordConfig(
-            task=config.tasks,
-            episodes_per_task=config.episodes_per_task,
-            noise=config.noise,
-            out=str(dataset),
-            workers=config.workers,
-            goals_per_scene=config.goals_per_scene,
-            holdout_templates=config.holdout_templates,
-            **(suite if config.metaworld else {}),
-        )
-    )
-
-
-def _evaluate(config: DemoConfig, run_dir: Path) -> dict:
-    if not (run_dir / "checkpoints").is_dir():
-        raise FileNotFoundError(f"no checkpoints under {run_dir}: run the train stage first")
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    eval_config = EvalConfig(
-        checkpoint=str(run_dir),  # its checkpoints/last
-        task=config.tasks,
-        episodes_per_task=config.eval_episodes,
-        split=config.eval_split,
-        num_envs=config.eval_num_envs,
-        n_action_steps=config.n_action_steps,
-        device=device,
-        torch_threads=config.torch_threads,
-        max_steps=config.eval_max_steps,
-        out=str(config.out),
-    )
+def _evaluate(config: DemoConfig) -> dict:
+    eval_config = config.eval_config()
+    if not (Path(eval_config.checkpoint) / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoints under {eval_config.checkpoint}: run the train stage first")
     document = run(eval_config)
     if config.instruction_eval:
         _add_instruction_modes(config, eval_config, document)
@@ -236,16 +264,17 @@ def _add_instruction_modes(config: DemoConfig, eval_config: EvalConfig, document
     """Evaluate ``config.instruction_eval`` on the language tasks and put them beside the normal results
     (``instruction_modes``, ``protocol.instruction``), so the report shows the instruction-following table."""
     tasks = config.language_tasks
+    episodes = config.instruction_episodes or eval_config.episodes_per_task
     extra = evaluate_instruction_following(
         eval_config.checkpoint,
         tasks,
-        config.instruction_episodes or config.eval_episodes,
+        episodes,
         modes=config.instruction_eval,
-        split=config.eval_split,
-        num_envs=config.eval_num_envs,
-        n_action_steps=config.n_action_steps,
+        split=eval_config.split,
+        num_envs=eval_config.num_envs,
+        n_action_steps=eval_config.n_action_steps,
         device=eval_config.device,
-        holdout_templates=config.holdout_templates or "last",
+        holdout_templates=eval_config.holdout_templates,
         out=config.out,
     )
     normal = mode_document(NORMAL, {task: document["tasks"][task] for task in tasks})
@@ -255,7 +284,7 @@ def _add_instruction_modes(config: DemoConfig, eval_config: EvalConfig, document
         **extra["protocol"]["instruction"],
         "modes": list(modes),
         "top_level": NORMAL,
-        "instruction_episodes": config.instruction_episodes or config.eval_episodes,
+        "instruction_episodes": episodes,
     }
 
 
@@ -270,18 +299,18 @@ def run_demo(config: DemoConfig) -> dict | None:
         suites.check_installed(config.tasks)  # Meta-World: the make metaworld hint now, not after training
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    dataset, result = out / "data", None
+    result = None
     clock = _Clock(out / "demo_timing.json")
     if "record" in config.stages:
         with clock.stage("record_s"):
-            _record(config, dataset)
+            record(config.record_config())
     if "train" in config.stages:
         with clock.stage("train_s"):
-            result = train(_train_config(config, dataset))
+            result = train(config.train_config())
     if "eval" not in config.stages:
         return None
     with clock.stage("eval_s"):
-        document = _evaluate(config, out / "train")
+        document = _evaluate(config)
     timings = clock.seconds
     plot_training_curves(out / "train" / "tensorboard", out / "training_curves.png", CURVES)
     document["demo"] = {"timing": timings, "stages": list(config.stages)}
@@ -315,8 +344,8 @@ def _demo_section(config: DemoConfig, timings: dict) -> str:
     minutes = sum(timings.values()) / 60
     parts = ", ".join(f"{name.removesuffix('_s')} {seconds:.0f} s" for name, seconds in timings.items())
     return (
-        f"\n\n## Demo\n\nStages {', '.join(config.stages)}: {config.episodes_per_task} demonstrations per task, "
-        f"{config.steps} training steps at batch {config.batch_size}, {config.eval_episodes} evaluation episodes "
+        f"\n\n## Demo\n\nStages {', '.join(config.stages)}: {config.record.episodes_per_task} demonstrations per task, "
+        f"{config.train.steps} training steps at batch {config.train.batch_size}, {config.eval_episodes} evaluation episodes "
         f"per task; {minutes:.1f} min in all, resumptions included ({parts}).\n\n![training curves](training_curves.png)\n"
     )
 

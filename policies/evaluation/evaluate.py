@@ -302,8 +302,15 @@ class EvalConfig:
         if (self.policy == EXPERT) == (self.checkpoint is not None):
             raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
         self.task = mw_eval.resolve_tasks(self.task)
-        self.episodes_per_task = mw_eval.default_episodes(self.task, self.episodes_per_task)
-        episode_seeds(self.split, self.episodes_per_task, self.seed)  # inside the split, or an error now
+        # episodes_per_task stays None (evaluate() takes the protocol's): a configuration composed over
+        # defaults (vla-demo's eval:) sets the tasks, and with them the protocol, later.
+        episodes = mw_eval.default_episodes(self.task, self.episodes_per_task)
+        episode_seeds(self.split, episodes, self.seed)  # inside the split, or an error now
+        for name in ("num_envs", "n_action_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
         if self.frame_codec not in FRAME_CODECS:
             raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {self.frame_codec!r}")
         if self.chunking not in CHUNKING:

@@ -36,7 +36,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # the last episodes, this fraction of them, are held out for validation
     val_every: int = 500  # steps between validations; 0: never
     val_batches: int = 20  # batches per validation; 0: the whole validation split
-    save_every: int = 1000  # steps between checkpoints; the last step is always saved
+    save_every: int = 1000  # steps between checkpoints; 0: a tenth of the run; the last step is always saved
     keep_last: int = 0  # checkpoints kept on disk, the oldest deleted first; 0 keeps every one
     log_every: int = 10  # steps between TensorBoard scalars
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact reruns and resumes
@@ -61,7 +61,6 @@ class TrainConfig:
             "steps": self.steps,
             "batch_size": self.batch_size,
             "grad_accum": self.grad_accum,
-            "save_every": self.save_every,
             "log_every": self.log_every,
         }
         for name, value in positive.items():
@@ -72,7 +71,15 @@ class TrainConfig:
                 "early_repeat and switch_repeat must be >= 1 (visits per epoch), got "
                 f"{self.early_repeat}, {self.switch_repeat}"
             )
-        for name in ("warmup_steps", "num_workers", "val_every", "val_batches", "keep_last", "early_frames"):
+        for name in (
+            "warmup_steps",
+            "num_workers",
+            "val_every",
+            "val_batches",
+            "save_every",
+            "keep_last",
+            "early_frames",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -93,6 +100,13 @@ class TrainConfig:
                 "frames: set cache=memmap (or a directory)"
             )
         self.betas = [float(b) for b in self.betas]
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Steps between checkpoints: ``save_every``, or a tenth of the run when it is 0. Resolved when read,
+        not in ``__post_init__``: a configuration composed over defaults (vla-demo's ``train:``) sets
+        ``steps`` after the defaults were built."""
+        return self.save_every or max(1, self.steps // 10)
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)

@@ -285,7 +285,7 @@ def _train(config: TrainConfig, model_class, until: int | None, hooks: Sequence[
                 log.scalars("val", result.val, step)
             if hooks:
                 result.hooks.update(_run_hooks(hooks, run, log))
-            if step % config.save_every == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 or step == config.steps:
                 result.checkpoint = save_checkpoint(
                     config,
                     step,
