@@ -147,7 +147,7 @@ class VLA(nn.Module):
         if key == "images":
             return torch.stack([batch[key][c].to(self.device) for c in self.config.cameras], dim=1), None
         fields = {
-            name: torch.stack([batch[key][c][name].to(self.device) for c in self.config.cameras], 1).float()
+            name: torch.stack([batch[key][c][name].to(self.device).float() for c in self.config.cameras], 1)
             for name in TrunkMaps._fields
         }
         return None, TrunkMaps(**fields)
