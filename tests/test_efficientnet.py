@@ -63,7 +63,8 @@ def test_the_maps_are_cached_per_frame_keyed_by_trunk_size_and_crop(make_dataset
     assert fine.dtype == torch.float16 and fine.shape == (40, 4, 4)  # 32x32 pictures, stride 8
     # The cached row is the trunk's output on that frame's picture.
     picture = torch.from_numpy(dataset.image_cache("wrist").read(np.array([3]))).permute(0, 3, 1, 2) / 255.0
-    torch.testing.assert_close(fine.float(), trunk(picture.float()).fine[0].half().float())
+    expected = trunk(picture.float()).fine[0].half().float()  # one float16 step apart where the batch differs
+    torch.testing.assert_close(fine.float(), expected, rtol=2e-3, atol=1e-4)
     info = next((root / ".cache").glob("wrist_32x32_efficientnet_lite0.json"))
     key = json.loads(info.read_text())
     assert key["trunk"] == "efficientnet_lite0" and key["image_size"] == [32, 32] and key["crop"] == "none"

@@ -246,7 +246,7 @@ def open_cache(
     data, info = cache_paths(directory, frames.key, size)
     want = fingerprint(frames, Path(root), size)
     shape = tuple(want["shape"])
-    if not (_read_json(info) == want and data.exists() and data.stat().st_size == int(np.prod(shape))):
+    if not (read_record(info) == want and data.exists() and data.stat().st_size == int(np.prod(shape))):
         info.unlink(missing_ok=True)  # a half-built cache must never look current
         build_cache(frames, data, size)
         write_json_atomic(info, want)
@@ -274,7 +274,8 @@ def build_cache(frames: CameraFrames, data: Path, size: tuple[int, int]) -> None
         del array
 
 
-def _read_json(path: Path) -> dict | None:
+def read_record(path: Path) -> dict | None:
+    """A cache's json record, or None when missing or unreadable (the cache is then rebuilt)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

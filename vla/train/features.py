@@ -11,7 +11,6 @@ read. The samples then carry the maps instead of the pictures (VLADataset.use_ma
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from vla.data.atomic import atomic_path, write_json_atomic
-from vla.data.cache import MemmapFrames
+from vla.data.cache import MemmapFrames, read_record
 from vla.data.dataset import VLADataset
 from vla.model.efficientnet import NAME, EfficientNetLite0Trunk, weights_file
 from vla.model.lite_vision import trunk_maps
@@ -58,7 +57,7 @@ def _camera_maps(frames: MemmapFrames, trunk: EfficientNetLite0Trunk) -> dict[st
     stem = frames.path.with_suffix("").name  # agentview_128x128
     paths = {name: frames.path.with_name(f"{stem}_{NAME}_{name}.f16") for name in shapes}
     info = frames.path.with_name(f"{stem}_{NAME}.json")
-    current = _read_json(info) == key and all(
+    current = read_record(info) == key and all(
         paths[n].exists() and paths[n].stat().st_size == 2 * int(np.prod(shapes[n])) for n in shapes
     )
     if not current:
@@ -84,10 +83,3 @@ def _build(frames: MemmapFrames, trunk, paths: dict[str, Path], shapes: dict[str
         for array in arrays.values():
             array.flush()
         del arrays
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
