@@ -1,7 +1,8 @@
 """Training-step cost of a recipe's model on real samples, variant against variant, side by side.
 
     .venv/bin/python bench/train_step.py runs/demo/data                                   # configs/demo.yaml
-    .venv/bin/python bench/train_step.py runs/demo/data --variant prompt="" --variant chunk_size=4,infer_actions=1
+    .venv/bin/python bench/train_step.py runs/demo/data --variant chunk_size=4,infer_actions=1 \
+        --variant vision.kind=efficientnet_lite0,vision.width=128,vision.stages=4
 
 Each variant is the recipe's ``train.model:`` section (``--config``, default configs/demo.yaml) with
 ``key=value`` overrides (comma-separated; values parsed as YAML). Times forward + backward + AdamW under the

@@ -96,7 +96,6 @@ def test_training_on_cached_maps_computes_what_inference_on_pictures_computes(ma
         connector=small_config().connector.__class__(
             kind="keypoints", num_queries=2, keypoints=8, instruction_keypoints=4
         ),
-        prompt="",
         goal_loss=1.0,
     )
     torch.manual_seed(0)

@@ -124,23 +124,3 @@ def test_instruction_keypoints_follow_the_words(dataset, batch):
         VLA(small_config(connector=keypoints, vision=grid), dataset.stats)
     with pytest.raises(ValueError, match="for kind 'keypoints'"):
         ConnectorConfig(kind="mlp", instruction_keypoints=2)
-
-
-def test_an_empty_prompt_leaves_the_instruction_to_its_token(dataset, batch):
-    """prompt '': no instruction bytes in the LLM's sequence (the sentence encoder's token carries the words),
-    a shorter and cheaper step; without that token it is an error, since the LLM would read no instruction."""
-    torch.manual_seed(0)
-    bare = VLA(small_config(language=LANGUAGE, prompt=""), dataset.stats)
-    worded = VLA(small_config(language=LANGUAGE), dataset.stats)
-    short, _, _ = bare._prefix(batch)
-    long, _, _ = worded._prefix(batch)
-    assert short.shape[1] < long.shape[1]
-    assert torch.isfinite(bare.loss(batch)["loss"])
-    other = {**batch, "instruction": ["press the blue button"] * len(batch["instruction"])}
-    changed, _, _ = bare._prefix(other)
-    assert not torch.allclose(short, changed)  # the words still reach the LLM, through their token
-    assert bare.predict(batch).shape == (len(batch["instruction"]), 4, 7)
-    with pytest.raises(ValueError, match=r"language\.token"):
-        small_config(prompt="")
-    with pytest.raises(ValueError, match=r"language\.token"):
-        small_config(prompt="", language=LanguageConfig(encoder="minilm", token=False))

@@ -179,8 +179,7 @@ class ModelConfig:
     # grasp before the carry, the release before the retreat), so the pick is localised before the place.
     goal_switch: bool = False
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
-    # the bare instruction. "" reads no text at all: allowed when the sentence encoder's instruction token
-    # (language.encoder, language.token) carries the instruction.
+    # the bare instruction.
     prompt: str = "What action should the robot take to {instruction}?"
 
     def __post_init__(self):
@@ -223,14 +222,7 @@ class ModelConfig:
             )
         if self.goal_switch and self.goal_loss == 0:
             raise ValueError("goal_switch adds a target to the goal head: it needs goal_loss > 0")
-        if self.prompt == "":
-            if not (self.language.enabled and self.language.token):
-                raise ValueError(
-                    "prompt '' leaves the LLM without the instruction: it needs language.encoder set and "
-                    "language.token true (or give a prompt with '{instruction}')"
-                )
-        else:
-            _check_prompt(self.prompt)
+        _check_prompt(self.prompt)
         if self.language.enabled and self.language.film and self.vision.kind not in FILM_KINDS:
             raise ValueError(
                 f"language.film conditions the blocks of vision.kind {FILM_KINDS}; vision.kind is "

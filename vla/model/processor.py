@@ -74,11 +74,8 @@ class Processor:
         if instruction not in self._prompts:
             if len(self._prompts) >= PROMPT_CACHE:  # a stream of distinct instructions stays bounded
                 self._prompts.clear()
-            if not self.config.prompt:  # no text: the instruction token carries the instruction
-                self._prompts[instruction] = []
-            else:
-                text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
-                self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]
+            text = self.config.prompt.format(instruction=instruction.strip().rstrip("."))
+            self._prompts[instruction] = self.text(text, add_special_tokens=True)["input_ids"]
         return self._prompts[instruction]
 
     def action_targets(self, actions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
