@@ -18,6 +18,7 @@ import numpy as np
 from sim import contract, gl, robot, scene
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from sim.controller import CartesianController
+from sim.grasp import GraspTimer
 from sim.tasks import get_task
 from sim.world import World, state_vector
 
@@ -116,6 +117,7 @@ class TabletopEnv(gym.Env):
         self.instruction = ""
         self._steps = 0
         self._episode_over = True
+        self._grasp = GraspTimer()
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -147,6 +149,7 @@ class TabletopEnv(gym.Env):
         mujoco.mj_forward(model, world.data)
         mujoco.mj_step(model, world.data, nstep=20)  # let objects settle onto the table
         self.controller.reset()
+        self._grasp.reset()
         self._steps = 0
         self._episode_over = False
         return self._observation(), self._info(success=False, unstable=False)
@@ -160,6 +163,9 @@ class TabletopEnv(gym.Env):
         data = self.world.data
         saved = (data.time, data.qpos.copy(), data.qvel.copy(), data.act.copy(), data.ctrl.copy())
         bad_before = _divergence_warnings(data)
+        picks = self.task.pick_body()
+        if picks is not None:  # the observation the action was chosen on, and the gripper it commands
+            self._grasp.update(self._steps, self.world.tcp_pos, self.world.body_pos(picks), float(action[6]))
         self.controller.apply(action)
         mujoco.mj_step(self.model, data, nstep=self.config.substeps)
         unstable = self._unstable(bad_before)
@@ -226,6 +232,7 @@ class TabletopEnv(gym.Env):
             "instruction": self.instruction,
             "steps": self._steps,
             "physics_unstable": bool(unstable),
+            **(self._grasp.info() if self.task.pick_body() is not None else {}),
         }
 
     def _jitter(self, rng: np.random.Generator) -> None:

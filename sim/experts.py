@@ -44,13 +44,17 @@ class ScriptedExpert:
         world, controller = self.env.world, self.env.controller
         if self._plan is None:
             self._plan = list(self.env.task.plan(world))
+        # Decide on this observation whether the current waypoint is done before acting, so that the frame
+        # which reaches the grasp is the one labelled "close". Deciding after acting labelled it "open" and
+        # put "close" on the next frame, whose state DART noise had moved on (the learned policy then
+        # hovered over the object with open fingers).
+        self._advance(world, self._waypoint(world))
         waypoint = self._waypoint(world)
         error = waypoint.pos - controller.target_pos
         action = np.zeros(ACTION_DIM)
         action[:3] = np.clip(error / MAX_TRANSLATION, -waypoint.speed, waypoint.speed)
         action[3:6] = orientation_error(down_mat(waypoint.yaw), controller.target_mat) / MAX_ROTATION
         action[6] = waypoint.gripper
-        self._advance(world, waypoint)
         intended = np.clip(action, -1.0, 1.0).astype(np.float32)[None]  # (1, 7)
         if self.noise == 0:
             return {"actions": intended}

@@ -101,6 +101,29 @@ def test_expert_succeeds(task):
     env.close()
 
 
+def test_expert_labels_close_on_the_frame_that_reaches_the_grasp():
+    """Under DART noise the close label must sit on the observation within the grasp's tolerance: a policy
+    learns "close here" from it. (Labelled one frame late, the reaching frame said "open".)"""
+    env = sim.make("PickUp", cameras=())
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        expert = sim.make_expert(env, noise=0.1, seed=seed)
+        grasp = None
+        for _ in range(env.unwrapped.max_steps):
+            output = expert.infer(obs)
+            grasp = grasp if grasp is not None else expert._plan[1]  # above, grasp (open), close, lift
+            if output[sim.contract.LABEL_ACTIONS][0, 6] > 0:
+                distance = np.linalg.norm(obs[OBS_STATE][:3] - grasp.pos)
+                assert distance < grasp.tolerance, (
+                    f"seed {seed}: close labelled {distance:.4f} m from the grasp"
+                )
+                break
+            obs, *_ = env.step(output["actions"][0])
+        else:
+            pytest.fail(f"seed {seed}: the expert never closed")
+    env.close()
+
+
 BAD_ACTIONS = {
     "wrong shape": (np.zeros(6, np.float32), "shape"),
     "a chunk": (np.zeros((2, 7), np.float32), "shape"),

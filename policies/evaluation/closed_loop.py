@@ -15,6 +15,7 @@ from policies.base import BatchPolicy, Policy, infer_batch
 from policies.chunking import RecedingHorizon, TemporalEnsemble
 from policies.evaluation.instruction import EPISODE_KEYS
 from policies.rollout import EpisodeResult, action_chunk
+from sim import grasp
 
 
 class ClipPicker:
@@ -123,7 +124,7 @@ def _result(pool, slot: int, run: _Running, info: dict, clips: ClipPicker | None
         instruction=str(info["instruction"]),
         success=bool(info["success"]),
         length=int(info["steps"]),
-        extra={key: info[key] for key in EPISODE_KEYS if key in info} or None,
+        extra={key: info[key] for key in (*EPISODE_KEYS, *grasp.KEYS) if key in info} or None,
     )
     if clips is not None:
         clips.offer(run.index, result, pool.take_frames(slot) if run.recorded else None)

@@ -48,11 +48,13 @@ from policies.evaluation.instruction import (
 from policies.expert_policy import ExpertPolicy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
+from sim import grasp
 from vla.model.precision import PRECISIONS
 
 EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
 FRAME_CODECS = ("none", "libx264")
+GRASP_WINDOW_S = 1.0  # a grasp is timely when the gripper closes within this long of reaching the object
 
 
 def as_policy(
@@ -245,8 +247,10 @@ def _run_task(pool, policy, seeds: list[int], execute, out: str | Path | None, n
     video = None
     if clips is not None:
         video = eval_report.write_task_video(Path(out), name, clips.clips(), pool.fps)
+    timing = grasp.closed_within([r.extra or {} for r in results], steps=round(pool.fps * GRASP_WINDOW_S))
     return {
         **task_summary(results, video),
+        **({"grasp": timing} if timing is not None else {}),
         "episode_results": [eval_report.episode_entry(r) for r in results],
     }
 

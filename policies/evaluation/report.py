@@ -173,5 +173,25 @@ def report_markdown(document: dict) -> str:
         f"{p['control_hz']} Hz; step limits {p['max_steps']}; {versions_line}. "
         "Full protocol in `results.json`.\n"
         + (f"\n{modes}" if modes else "")
+        + (f"\n{grasps}" if (grasps := grasp_markdown(document)) else "")
         + (f"\n{buckets}" if (buckets := metaworld_markdown(document)) else "")
+    )
+
+
+def grasp_markdown(document: dict) -> str:
+    """The grasp timing of each task that picks (``sim.grasp``), or ``""`` when none does."""
+    rows = []
+    for task, entry in document["tasks"].items():
+        g = entry.get("grasp")
+        if g is not None:
+            timely = f"{g['closed_in_time']}/{g['reached']}" if g["reached"] else "-"
+            rows.append(f"| {task} | {g['reached']}/{g['episodes']} | {timely} |")
+    if not rows:
+        return ""
+    window = next(e["grasp"]["window_steps"] for e in document["tasks"].values() if e.get("grasp"))
+    return (
+        "## Grasps\n\n| task | fingers reached the object | gripper closed within "
+        f"{window} steps of reaching |\n|---|---:|---:|\n" + "\n".join(rows) + "\n\nReached: the TCP came "
+        "within 1.5 cm of the centre of the object to pick. A policy that reaches and does not close hovers "
+        "over the object with open fingers.\n"
     )

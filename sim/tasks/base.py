@@ -70,6 +70,10 @@ class Task(ABC):
     @abstractmethod
     def success(self, world: World) -> bool: ...
 
+    def pick_body(self) -> str | None:
+        """The body this episode's plan grasps first (sim.grasp times the grasp), None for a task without one."""
+        return None
+
     @abstractmethod
     def plan(self, world: World) -> Sequence[PlanStep]:
         """The scripted expert's waypoints for this episode, from privileged simulator state."""

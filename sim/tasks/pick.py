@@ -47,6 +47,9 @@ class PickUp(Task):
     def _aim(self, index: int) -> None:
         self.target = list(_OBJECTS)[index]
 
+    def pick_body(self) -> str:
+        return self.target
+
     def success(self, world: World) -> bool:
         lifted = world.body_pos(self.target)[2] > _REST_Z[_OBJECTS[self.target]] + LIFT_HEIGHT
         return bool(lifted and world.grasped(self.target))

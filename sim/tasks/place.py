@@ -45,6 +45,9 @@ class PlaceInBin(Task):
     def _aim(self, index: int) -> None:
         self.target = _CUBES[index]
 
+    def pick_body(self) -> str:
+        return self.target
+
     def success(self, world: World) -> bool:
         offset = world.body_pos(self.target) - world.body_pos("bin")
         inside = bool(np.all(np.abs(offset[:2]) < _BIN_INNER) and offset[2] < _BIN_WALL)

@@ -45,6 +45,9 @@ class Stack(Task):
         top, bottom = _PAIRS[index]
         self.top, self.bottom = _CUBES[top], _CUBES[bottom]
 
+    def pick_body(self) -> str:
+        return self.top
+
     def success(self, world: World) -> bool:
         offset = world.body_pos(self.top) - world.body_pos(self.bottom)
         aligned = np.linalg.norm(offset[:2]) < objects.CUBE_HALF

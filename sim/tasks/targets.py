@@ -123,6 +123,9 @@ class PlaceOnTarget(_TargetScene):
         "move the {color} cube onto the {target} circle",
     )
 
+    def pick_body(self) -> str:
+        return self.cube
+
     def success(self, world: World) -> bool:
         return self.on_target(world) and not world.touching(world.finger_geoms, self.cube)
 
