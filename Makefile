@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 # OpenMP's wait policy is left at its default (a short spin, then sleep): OMP_WAIT_POLICY=PASSIVE made a
 # training step 1.3x and a closed-loop evaluation 1.7x slower on a quiet 2-core machine (docs/benchmarks.md).
 
-.PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld clean
+.PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld gpu-wheels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ metaworld: $(BENCH_VENV)/.installed
 
 test-metaworld: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest -q -m metaworld tests/test_metaworld.py
+
+# What the GPU check (scripts/gpu_check.sh) needs on a GPU machine without network, into gpu_bundle/ (ignored):
+# the wheels that machine lacks, the models' config and tokenizer files, the EGL loaders; prints the size
+# against the 64 MiB that travels (docs/gpu.md). Needs network.
+gpu-wheels: $(STAMP)
+	$(PY) bench/gpu_wheels.py gpu_bundle
 
 experts-table: $(STAMP)
 	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false
