@@ -44,7 +44,10 @@ from vla.train.loop import autocast
 PRESET = "smollm2-135m"
 VERSIONS = ("mujoco", "av", "gymnasium", "hydra-core", "transformers", "accelerate", "numpy")  # reported
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets, by a substring of torch's device name; first match.
-PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("A100", 312.0))
+PEAK_TFLOPS = (
+    ("H200 NVL", 835.0), ("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
+    ("A100", 312.0),
+)  # fmt: skip
 MEMORY_SHARE = 0.85  # of the card's memory the chosen batch may fill, by the probes' estimate
 MAX_BATCH = 1024
 PROBE_BATCHES = (16, 64)  # far apart: the allocator's rounding is small beside their difference

@@ -114,6 +114,7 @@ def test_peaks_batches_and_one_retry_out_of_memory():
 
     assert gpu_measure.peak_tflops("NVIDIA H100 80GB HBM3") == gpu_measure.peak_tflops("NVIDIA H200") == 989.4
     assert gpu_measure.peak_tflops("NVIDIA H100 PCIe") == 756.0 and gpu_measure.peak_tflops("cpu") is None
+    assert gpu_measure.peak_tflops("NVIDIA H200 NVL") == 835.0
     gib = 2**30
     assert gpu_measure.fill_batch(10 * gib, 0.1 * gib, 80 * gib) == 512  # 10 + 51.2 GiB <= 85% of 80
     assert gpu_measure.fill_batch(10 * gib, 1e-6, 80 * gib) == gpu_measure.MAX_BATCH
