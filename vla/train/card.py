@@ -17,6 +17,7 @@ from pathlib import Path
 from vla.data.atomic import atomic_path
 from vla.data.hub import looks_like_repo_id
 from vla.machine import machine
+from vla.train.config import TrainConfig
 
 CARD = "README.md"
 EVALUATIONS = "## Evaluations"
@@ -31,7 +32,7 @@ def utc(seconds: float) -> str:
 class TrainingCard:
     """What the cards of one training process say; ``markdown(step)`` renders a checkpoint's card."""
 
-    config: object  # the TrainConfig, model section fitted to the dataset
+    config: TrainConfig  # model section fitted to the dataset
     fingerprint: dict  # vla.train.resume.dataset_fingerprint: path, totals, meta_sha256
     tasks: list[str]  # the dataset's task strings (instructions)
     fps: float
