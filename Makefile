@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 # OpenMP's wait policy is left at its default (a short spin, then sleep): OMP_WAIT_POLICY=PASSIVE made a
 # training step 1.3x and a closed-loop evaluation 1.7x slower on a quiet 2-core machine (docs/benchmarks.md).
 
-.PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld gpu-wheels clean
+.PHONY: venv demo test test-all lint format bench-sim bench-inference test-mujoco-min experts-table metaworld test-metaworld gpu-wheels browser-deps test-browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,15 @@ test-metaworld: $(BENCH_VENV)/.installed
 # against the 64 MiB that travels (docs/gpu.md). Needs network.
 gpu-wheels: $(STAMP)
 	$(PY) bench/gpu_wheels.py gpu_bundle
+
+# Headless Chromium for the episode browser's test (Debian's package, a system package: not in .venv).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+# vla-dataset view --html's pages in Chromium: rendered, screenshotted, checked (tests/test_browser.py).
+test-browser: $(STAMP) browser-deps
+	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 experts-table: $(STAMP)
 	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false

@@ -16,6 +16,7 @@ that it got the right frame of the right episode from the right camera:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from vla.data.video import decode_frames, encode_video
 from vla.data.writer import DatasetWriter, Episode
 
 TASKS = ("pick up the red block", "open the top drawer")
+HUB_REPO_ID = "lerobot-fan/tiny_demos"  # the hub_cache fixture's dataset
+HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 def frame_pattern(episode: int, frame: int, camera_index: int, image_size: tuple[int, int]) -> np.ndarray:
@@ -146,6 +149,27 @@ def make_dataset(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, make_dataset) -> Path:
+    """HF_HUB_CACHE at ``tmp_path/hub`` holding dataset ``HUB_REPO_ID`` (3 synthetic episodes), offline; the
+    working directory ``tmp_path``. The layout is huggingface_hub's: ``datasets--<user>--<name>/refs/main``
+    names a revision, ``snapshots/<revision>/`` holds the files."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    repo = cache / f"datasets--{HUB_REPO_ID.replace('/', '--')}"
+    shutil.copytree(make_dataset(episodes=3), repo / "snapshots" / HUB_REVISION)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_REVISION)
+    # huggingface_hub reads its environment once, at import: the module's constants are what it uses.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # for the subprocess below
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # no directory named like the id here
+    return cache
 
 
 # -- reading a written dataset back, for the data tests ---------------------------------------------------

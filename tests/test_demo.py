@@ -45,6 +45,10 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     assert modes["normal"]["tasks"]["PressButton"] == saved["tasks"]["PressButton"]
     assert saved["protocol"]["instruction"]["chance"]["PressButton"] == pytest.approx(1 / 3)
     assert "Instruction following" in (out / "report.md").read_text()
+    # The model card: the training, then the demo's evaluation once, with its instruction modes.
+    card = (out / "train/checkpoints/000003/README.md").read_text()
+    assert "step 3 of 3" in card and card.count("### vla-demo, ") == 1 and "### vla-eval" not in card
+    assert "#### Instruction following" in card and "| PressButton |" in card
     with pytest.raises(ValueError, match="language task"):
         DemoConfig(tasks=["OpenDrawer"], instruction_eval=["swap"])
     with pytest.raises(ValueError, match="beside normal"):

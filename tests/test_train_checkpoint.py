@@ -27,9 +27,14 @@ def test_checkpoint_files_and_last_pointer(dataset, tmp_path):
     assert files == {"model.safetensors", "config.json", "train_config.json", "optimizer.safetensors"} | {
         "trainer_state.json",
         "rng_state_0.safetensors",
+        "README.md",  # the model card (tests/test_model_card.py)
     }
-    for path in result.checkpoint.iterdir():  # plain JSON or safetensors: nothing a pickle could hide in
-        if path.suffix == ".json":
+    for (
+        path
+    ) in result.checkpoint.iterdir():  # plain JSON, text or safetensors: nothing a pickle could hide in
+        if path.suffix == ".md":
+            assert "# VLA checkpoint, step 3 of 3" in path.read_text()
+        elif path.suffix == ".json":
             json.loads(path.read_text())
         else:
             assert path.suffix == ".safetensors" and load_file(path) is not None

@@ -12,7 +12,8 @@ the model at ``train.model``) and ``eval:`` (vla-eval's), as in ``train.batch_si
 ``eval.num_envs=4``.
 
 Writes under ``out``: ``data/`` (the LeRobotDataset), ``train/`` (checkpoints, TensorBoard), ``results.json``,
-``report.md``, ``videos/`` (evaluation episodes) and ``training_curves.png``. Each stage is resumable: a second
+``report.md``, ``videos/`` (evaluation episodes) and ``training_curves.png``, and appends the evaluation to
+the checkpoint's model card (``train/checkpoints/<step>/README.md``). Each stage is resumable: a second
 run reuses the recorded episodes and the finished training. ``stages`` runs a subset, in order.
 
 ``tasks`` may instead name Meta-World (``metaworld/mt10``, a task id or a list; not mixed with our tasks):
@@ -38,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 import sim
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
+from policies.evaluation.card import append_evaluation
 from policies.evaluation.evaluate import EvalConfig, run
 from policies.evaluation.instruction import (
     NORMAL,
@@ -254,7 +256,7 @@ def _evaluate(config: DemoConfig) -> dict:
     eval_config = config.eval_config()
     if not (Path(eval_config.checkpoint) / "checkpoints").is_dir():
         raise FileNotFoundError(f"no checkpoints under {eval_config.checkpoint}: run the train stage first")
-    document = run(eval_config)
+    document = run(eval_config, card=False)  # the card gets the whole document, instruction modes too
     if config.instruction_eval:
         _add_instruction_modes(config, eval_config, document)
     return document
@@ -317,6 +319,7 @@ def run_demo(config: DemoConfig) -> dict | None:
     if result is not None:
         document["demo"].update(train_validation=result.val, train_steps=result.step)
     (out / "results.json").write_text(json.dumps(document, indent=2))
+    append_evaluation(document, "vla-demo", (out / "results.json").resolve())
     (out / "report.md").write_text(eval_report.report_markdown(document) + _demo_section(config, timings))
     return document
 

@@ -8,7 +8,7 @@
     vla-eval checkpoint=DIR task=metaworld/mt50   # Meta-World (.venv-metaworld), 10 episodes per task by default
 
 Writes ``results.json`` (schema: docs/evaluation.md), ``report.md``, ``videos/<task>.mp4`` and TensorBoard
-scalars under ``out``. Options: ``configs/eval.yaml``, validated by ``EvalConfig``. ``evaluate()`` is the
+scalars under ``out``, and appends the results to the checkpoint's model card (its ``README.md``). Options: ``configs/eval.yaml``, validated by ``EvalConfig``. ``evaluate()`` is the
 same evaluation as a function (the trainer's periodic closed-loop evaluation calls it).
 
 Module-level imports stay free of torch: spawned environment workers import this module again.
@@ -32,6 +32,7 @@ import sim
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
+from policies.evaluation.card import append_evaluation
 from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
 from policies.evaluation.envs import make_pool
 from policies.evaluation.instruction import (
@@ -347,8 +348,9 @@ class EvalConfig:
 ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
 
 
-def run(config: EvalConfig) -> dict:
-    """Evaluate, then write results.json, report.md, the videos and TensorBoard under ``config.out``."""
+def run(config: EvalConfig, card: bool = True) -> dict:
+    """Evaluate, then write results.json, report.md, the videos and TensorBoard under ``config.out``, and
+    (``card``) append the results to the checkpoint's model card (``policies.evaluation.card``)."""
     if config.torch_threads:
         import torch
 
@@ -373,7 +375,9 @@ def run(config: EvalConfig) -> dict:
         holdout_templates=config.holdout_templates,
         out=config.out if config.videos else None,
     )
-    write_report(config.out, document, eval_report.report_markdown(document))
+    results, _ = write_report(config.out, document, eval_report.report_markdown(document))
+    if card:
+        append_evaluation(document, "vla-eval", results.resolve())
     if config.tensorboard:
         eval_report.write_tensorboard(Path(config.out) / eval_report.TENSORBOARD, document)
     return document

@@ -7,7 +7,6 @@ each task's entry also lists its episodes, and the protocol holds everything nee
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -20,6 +19,7 @@ from policies.evaluation.metaworld import markdown as metaworld_markdown
 from policies.reports.results import markdown_table
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
+from vla.machine import machine
 
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
 TENSORBOARD = "tensorboard"
@@ -45,17 +45,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def machine() -> dict[str, object]:
-    """The CPU the numbers (and the wall times beside them) were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
-    except OSError:  # not Linux
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def file_sha256(path: Path) -> str:

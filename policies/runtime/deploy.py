@@ -9,6 +9,8 @@
     vla-deploy policy=expert record=data/deployments episodes=5              # record what was executed
     vla-deploy robot=franka franka.host=172.16.0.2 'franka.cameras={agentview: 0, wrist: 2}' \
         checkpoint=runs/tiny instruction='pick up the red block' max_steps=300 safety.scale=0.3   # the arm
+    vla-deploy robot=my_arm 'robot_options={port: /dev/ttyUSB0}' checkpoint=runs/tiny instruction='...' \
+        max_steps=300                    # a robot a package registered (policies/runtime/robots.py)
 
 Writes ``report.json``, ``report.md``, ``timing.csv`` and ``timing.png`` under ``out`` (even when stopped
 early). SIGINT / SIGTERM stop the robot and exit with 128 + the signal's number; a failing or stalled policy
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,13 +36,13 @@ from policies.runtime import deploy_report
 from policies.runtime.deploy_franka import FrankaOptions, check_franky, close_cameras, make_franka
 from policies.runtime.estop import EStop, EStopped
 from policies.runtime.loop import ControlLoop, LoopConfig, PolicyStalled
+from policies.runtime.robots import BUILT_IN, FRANKA, SIM, load_robot_class, robot_path
 from policies.runtime.safety import SafetyLayer, tightened
 from policies.runtime.schedule import PolicyFailed
 from policies.seeds import HELDOUT, episode_seeds
 from policies.threads import passive_openmp
 
 log = logging.getLogger(__name__)
-ROBOTS = ("sim", "franka")
 EXPERT = "expert"
 LIMIT_OPTIONS = (
     "max_translation",
@@ -80,7 +83,10 @@ class SafetyOptions:
 
 @dataclass
 class DeployConfig:
-    robot: str = "sim"  # sim: a vla-stack task as a robot (policies.runtime.sim_robot) | franka: the arm
+    # sim: a vla-stack task as a robot (policies.runtime.sim_robot) | franka: the arm | a name registered in
+    # the vla_stack.robots entry points | package.module:Class (policies/runtime/robots.py, docs/robots.md)
+    robot: str = SIM
+    robot_options: Any = None  # a registered or module:Class robot: its class's keyword arguments
     task: str = "PickUp"  # robot=sim: the task
     seed: int | None = None  # robot=sim: episode i uses seed + i; null: the split's first seed
     split: str = HELDOUT.name  # robot=sim: the seeds' split (policies/seeds.py)
@@ -110,8 +116,7 @@ class DeployConfig:
             self.safety = SafetyOptions(**self.safety)
         if isinstance(self.franka, dict):
             self.franka = FrankaOptions(**self.franka)
-        if self.robot not in ROBOTS:
-            raise ValueError(f"robot must be one of {ROBOTS}, got {self.robot!r}")
+        self._check_robot()
         given = [name for name in ("checkpoint", "policy", "server") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of checkpoint=DIR, policy=expert and server=host:port")
@@ -121,10 +126,10 @@ class DeployConfig:
             )
         if self.server is not None:
             host_port(self.server)
-        if self.robot == "franka":
-            self._check_franka()
-        elif self.franka.host is not None:
-            raise ValueError("franka.host is set but robot=sim: add robot=franka to run on the arm")
+        if self.robot != FRANKA and self.franka.host is not None:
+            raise ValueError(f"franka.host is set but robot={self.robot}: add robot=franka to run on the arm")
+        if self.robot != SIM:
+            self._check_real()
         elif self.task not in sim.list_tasks():
             raise ValueError(f"unknown task {self.task!r}; available: {sim.list_tasks()}")
         self.seeds()  # inside the split, or an error now
@@ -140,9 +145,23 @@ class DeployConfig:
         if self.instruction is not None and not self.instruction.strip():
             raise ValueError("instruction must not be empty")
 
-    def _check_franka(self) -> None:
-        """What robot=franka needs that the simulator would have supplied, and what means nothing there."""
-        if not self.franka.host:
+    def _check_robot(self) -> None:
+        """A registered name or an importable class path (before any policy loads); options that fit it."""
+        robot_path(self.robot)  # or an error listing the registered names
+        if self.robot not in BUILT_IN:
+            load_robot_class(self.robot)
+        elif self.robot_options is not None:
+            raise ValueError(
+                f"robot_options are a plugin robot's keyword arguments; robot={self.robot} takes "
+                + ("task=, seed=, remote=, cameras=" if self.robot == SIM else "franka.*")
+            )
+        if not isinstance(self.robot_options, Mapping | None):
+            raise ValueError(f"robot_options must map argument names to values, got {self.robot_options!r}")
+
+    def _check_real(self) -> None:
+        """What a real robot needs that the simulator would have supplied, and what means nothing there."""
+        robot = self.robot
+        if robot == FRANKA and not self.franka.host:
             raise ValueError("robot=franka needs franka.host=<the robot's IP address>, e.g. 172.16.0.2")
         if self.policy == EXPERT:
             raise ValueError(
@@ -150,23 +169,23 @@ class DeployConfig:
                 "or server=host:port"
             )
         if self.instruction is None:
-            raise ValueError('robot=franka needs instruction="...": a real robot has no task instruction')
+            raise ValueError(f'robot={robot} needs instruction="...": a real robot has no task instruction')
         if self.max_steps is None:
             raise ValueError(
-                "robot=franka needs max_steps=N, the ticks per episode (a real robot has no episode limit; "
+                f"robot={robot} needs max_steps=N, the ticks per episode (a real robot has no episode limit; "
                 "300 ticks are 30 s at 10 Hz)"
             )
         sim_only = {"seed": self.seed is not None, "remote": self.remote, "cameras": self.cameras is not None}
         given = [name for name, is_set in sim_only.items() if is_set]
         if given:
+            own = "franka.cameras={name: device, ...}" if robot == FRANKA else "its own (robot_options)"
             raise ValueError(
-                f"{', '.join(given)} only mean something for robot=sim; robot=franka's cameras are "
-                "franka.cameras={name: device, ...}"
+                f"{', '.join(given)} only mean something for robot=sim; robot={robot}'s cameras are {own}"
             )
 
     def seeds(self) -> list[int | None]:
         """Each episode's seed; a real robot's scene has none (its episodes are numbered, not seeded)."""
-        if self.robot == "sim":
+        if self.robot == SIM:
             return episode_seeds(self.split, self.episodes, self.seed)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
@@ -216,9 +235,11 @@ def make_robot(config: DeployConfig, policy):
         config.image_size or reads.get("image_size") or getattr(policy, "image_size", None) or (128, 128)
     )
     expert = config.policy == EXPERT or reads.get("policy") == EXPERT
-    if config.robot == "franka":
-        if expert:
-            raise ValueError("the served policy is the scripted expert, which needs the simulator: robot=sim")
+    if config.robot != SIM and expert:
+        raise ValueError("the served policy is the scripted expert, which needs the simulator: robot=sim")
+    if config.robot not in BUILT_IN:  # a plugin: its class, called with its options
+        return load_robot_class(config.robot)(**(config.robot_options or {}))
+    if config.robot == FRANKA:
         reads_cameras = tuple(reads.get("cameras", getattr(policy, "cameras", ())))
         return make_franka(config.franka, config.safety.dry_run, reads_cameras, image_size)
     cameras = config.cameras
@@ -237,7 +258,8 @@ def _recorder(config: DeployConfig, robot):
 
     image = robot.observe()["images"]
     size = next(iter(image.values())).shape[:2] if image else (0, 0)
-    robot_type = getattr(robot, "robot_type", f"franka_{config.franka.model}")
+    default = f"franka_{config.franka.model}" if config.robot == FRANKA else config.robot
+    robot_type = getattr(robot, "robot_type", default)
     return DeploymentRecorder(
         config.record, fps=config.rate_hz, cameras=robot.cameras, image_size=size, robot_type=robot_type
     )
@@ -252,7 +274,7 @@ def _warm_up(policy, robot, instruction: str) -> None:
 
 def _begin_episode(config: DeployConfig, robot, seed: int | None) -> str:
     """Put the robot at an episode's start; return the instruction the policy is given."""
-    if config.robot == "sim":
+    if config.robot == SIM:
         robot.reset(seed)  # the seed fixes the scene, as in vla-eval
         return config.instruction or robot.instruction
     robot.home()  # the start posture; the scene is the operator's to reset
@@ -268,7 +290,7 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
     """Deploy: every episode through the loop; the report under ``config.out`` (also when stopped early)."""
     estop = estop or EStop()
     seeds = config.seeds()
-    if config.robot == "franka":
+    if config.robot == FRANKA:
         check_franky()
     policy = make_policy(config)
     robot = make_robot(config, policy)
@@ -322,7 +344,7 @@ def _stop(robot) -> None:
 def _recording_extra(config: DeployConfig, seed: int | None, result) -> dict:
     summary = result.summary()
     judged = {}  # a real robot's episode has no task, seed or verdict: only what the runtime measured
-    if config.robot == "sim":
+    if config.robot == SIM:
         judged = {"sim_task": config.task, "seed": int(seed), "success": int(bool(result.success))}
     return {
         **judged,

@@ -53,9 +53,12 @@ def _ms(stats: dict | None, key: str = "p95") -> str:
 
 
 def _robot(config: dict) -> str:
-    """The robot as the report's header names it: the task for a simulated one, model and host for the arm."""
+    """The robot as the report's header names it: the task for a simulated one, model and host for the arm,
+    the name of any other."""
+    if config["robot"] == "sim":
+        return f"robot sim ({config.get('task')})"
     if config["robot"] != "franka":
-        return f"robot {config['robot']} ({config.get('task')})"
+        return f"robot {config['robot']}"
     franka = config.get("franka") or {}
     return f"robot franka ({franka.get('model')} at {franka.get('host')})"
 

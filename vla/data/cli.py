@@ -3,8 +3,11 @@
     vla-dataset info DIR                      # a summary: features, episodes, tasks, statistics
     vla-dataset validate DIR [--full]         # every file and offset; --full decodes every video frame
     vla-dataset view DIR --episode 3          # one episode as mp4: cameras side by side, text overlaid
+    vla-dataset view DIR --html OUT           # static pages: the episode list, each episode's videos and
+                                              # state/action plots (DIR may be a vla-eval run: vla/data/browse.py)
     vla-dataset stats DIR                     # recompute meta/stats.json from the data and the videos
 
+DIR is a dataset directory or a Hugging Face Hub id ``user/name`` in the local cache (``vla.data.hub``).
 Exit status 0 when all is well, 1 when ``validate`` finds problems or a file is missing or corrupt (the
 message names the file and the field).
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.data.browse import write_browser
 from vla.data.checks import validate
 from vla.data.layout import (
     ACTION,
@@ -128,16 +132,21 @@ def _parser() -> argparse.ArgumentParser:
         ("stats", "recompute meta/stats.json"),
     ):
         command = commands.add_parser(name, help=helptext)
-        command.add_argument("root", type=Path, help="dataset directory")
+        command.add_argument("root", help="dataset directory, or a Hub id user/name in the local cache")
     commands.choices["validate"].add_argument("--full", action="store_true", help="decode every video frame")
     commands.choices["view"].add_argument("--episode", type=int, default=0)
     commands.choices["view"].add_argument("--out", type=Path, help="mp4 path (default episode_<N>.mp4)")
+    commands.choices["view"].add_argument(
+        "--html", type=Path, help="write browsable pages (index.html) to this directory instead of an mp4"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "view" and args.html is not None:
+            return _browse(args)
         meta = load_meta(args.root)
         if args.command == "info":
             print(info(meta))
@@ -155,10 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stats":
             with DatasetLock(meta.root):  # stats.json is the writer's too: never rewrite it under a recorder
                 recompute_stats(meta)
-            print(f"wrote {args.root / 'meta/stats.json'}")
+            print(f"wrote {meta.root / 'meta/stats.json'}")
     except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _browse(args) -> int:
+    if args.out is not None or args.episode != 0:
+        raise ValueError("--html writes every episode's page: drop --episode and --out (one episode's mp4)")
+    index = write_browser(args.root, args.html)
+    print(f"wrote {index} and a page per episode beside it; open it in a browser (no server needed)")
     return 0
 
 

@@ -142,7 +142,8 @@ class VLADataset(Dataset):
     """Samples of a LeRobotDataset v3.0 (see the module docstring for their keys and shapes).
 
     Args:
-        root: the dataset directory (holding ``meta/info.json``).
+        root: the dataset directory (holding ``meta/info.json``), or a Hub id ``user/name`` in the Hugging
+            Face cache (``vla.data.hub``).
         cameras: None for every camera; a list of dataset cameras (``"agentview"`` for
             ``observation.images.agentview``); or ``{slot: dataset camera}`` to rename them.
         image_size: None keeps the stored size; ``(H, W)`` resizes (bilinear, antialiased).
@@ -168,8 +169,8 @@ class VLADataset(Dataset):
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be a non-negative int, got {history!r}")
-        self.root = Path(root)
-        self.meta = load_meta(self.root)
+        self.meta = load_meta(root)  # a directory, or a Hub id resolved to its cache folder
+        self.root = self.meta.root
         self.chunk_size, self.history = chunk_size, history
         self.image_size = check_size(image_size)
         self.cameras = resolve_cameras(cameras, self.meta)  # {slot: video key}

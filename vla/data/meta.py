@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vla.data.hub import resolve_dataset
 from vla.data.layout import (
     CODEBASE_VERSION,
     DATA_PATH,
@@ -234,8 +235,9 @@ def load_episodes(root: Path, info: dict) -> list[dict]:
 
 
 def load_meta(root: str | Path) -> DatasetMeta:
-    """Read and check the metadata of the v3.0 dataset at ``root``."""
-    root = Path(root)
+    """Read and check the metadata of the v3.0 dataset at ``root``: a directory or a Hub id ``user/name``
+    (``vla.data.hub.resolve_dataset``)."""
+    root = resolve_dataset(root)
     if not root.is_dir():
         raise DatasetError(root, "dataset directory not found")
     info = check_info(read_json(root / INFO_PATH), root / INFO_PATH)

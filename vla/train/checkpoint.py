@@ -7,6 +7,8 @@
         trainer_state.json       step, sampler position, schedule, optimizer hyper-parameters and scalar
                                  state, numpy/Python RNG states (one entry per process)
         rng_state_<rank>.safetensors   torch CPU/CUDA RNG states (uint8) of process <rank>
+        README.md                the model card (vla/train/card.py): data, recipe, steps, machine, time;
+                                 vla-eval and vla-demo append their evaluations to it
     <out>/checkpoints/last       the name of the newest complete checkpoint directory (written atomically)
 
 A checkpoint is assembled in a hidden staging directory and renamed into place before ``last`` moves to it,

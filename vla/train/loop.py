@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from vla.data.meta import load_meta
 from vla.model.efficientnet import NAME as LITE0
 from vla.model.precision import cpu_has_native_bf16
 from vla.train import data
+from vla.train.card import TrainingCard
 from vla.train.config import TrainConfig
 from vla.train.features import attach_trunk_maps
 from vla.train.report import Meter, RunLog
@@ -153,6 +155,7 @@ class Run:
     step: int  # optimizer steps done
     resumed_from: Path | None
     dataset: dict  # the training data's fingerprint, which every checkpoint records
+    card: TrainingCard  # what every checkpoint's README.md says
 
 
 def _setup(config: TrainConfig, model_class) -> Run:
@@ -166,7 +169,7 @@ def _setup(config: TrainConfig, model_class) -> Run:
     if resume is not None:
         saved_state = check_resumable(resume, config, meta, fingerprint, accelerator.num_processes)
     train_set, val_set = data.make_datasets(
-        config.dataset,
+        meta.root,  # config.dataset resolved (a Hub id: its cache folder)
         config.model,
         meta,
         config.val_fraction,
@@ -201,6 +204,17 @@ def _setup(config: TrainConfig, model_class) -> Run:
         )
         val_loader = data.make_loader(val_set, val_batches, config.num_workers, config.seed)
     loader = data.make_loader(train_set, sampler, config.num_workers, config.seed)
+    card = TrainingCard(
+        config,
+        fingerprint,
+        list(meta.tasks),
+        meta.fps,
+        tuple(len(part) for part in data.split_episodes(meta.total_episodes, config.val_fraction)),
+        accelerator.num_processes,
+        _device_name(accelerator.device),
+        time.time(),
+        step,
+    )
     return Run(
         config,
         accelerator,
@@ -215,7 +229,12 @@ def _setup(config: TrainConfig, model_class) -> Run:
         step,
         resume,
         fingerprint,
+        card,
     )
+
+
+def _device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
 
 
 def _optimizer_step(run: Run, batches, amp) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
@@ -295,6 +314,7 @@ def _train(config: TrainConfig, model_class, until: int | None, hooks: Sequence[
                     run.sampler.position,
                     accelerator,
                     run.dataset,
+                    run.card,
                 )
             log.progress(step, result.train)
     result.step = run.step

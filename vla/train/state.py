@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from vla.train import checkpoint as ckpt
+from vla.train.card import TrainingCard, write_card
 from vla.train.config import TrainConfig
 from vla.train.rng import capture_rng, restore_rng
 from vla.train.sampler import Position
@@ -32,10 +33,11 @@ def save_checkpoint(
     position: Position,
     accelerator: Accelerator,
     dataset: dict,
+    card: TrainingCard | None = None,
 ) -> Path:
     """Write ``<out>/checkpoints/<step>/`` and point ``last`` at it. Every process must call this.
     ``dataset``: the fingerprint of the training data (``resume.dataset_fingerprint``), which a resume
-    checks."""
+    checks; ``card``: the model card written beside the weights (``README.md``)."""
     staging = ckpt.staging_dir(config.out, step)
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
@@ -64,6 +66,8 @@ def save_checkpoint(
             "rng": rng_all,
         }
         ckpt.write_json_atomic(staging / ckpt.TRAINER_STATE, trainer_state)
+        if card is not None:
+            write_card(staging, card.markdown(step))
     accelerator.wait_for_everyone()
     final = Path(config.out) / ckpt.CHECKPOINTS / ckpt.checkpoint_name(step)
     if accelerator.is_main_process:
