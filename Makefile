@@ -80,7 +80,7 @@ test-metaworld: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest -q -m metaworld tests/test_metaworld.py
 
 experts-table: $(STAMP)
-	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false
+	$(VENV)/bin/vla-sim-report out=runs/experts episodes_per_task=100 videos=false
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache
