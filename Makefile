@@ -95,7 +95,7 @@ test-browser: $(STAMP) browser-deps
 	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 experts-table: $(STAMP)
-	$(VENV)/bin/vla-sim-report out=runs/experts episodes=100 videos=false
+	$(VENV)/bin/vla-sim-report out=runs/experts episodes_per_task=100 videos=false
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

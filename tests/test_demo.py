@@ -17,7 +17,7 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     model = small_model(language=LanguageConfig(encoder="minilm"))
     config = DemoConfig(
         out=str(tmp_path / "demo"),
-        tasks=["PressButton"],
+        task=["PressButton"],
         instruction_eval=["swap", "blank"],
         instruction_episodes=1,
         record=demo_record(episodes_per_task=2, goals_per_scene=2, workers=1),
@@ -50,9 +50,9 @@ def test_record_train_evaluate_report_end_to_end(tmp_path):
     assert "step 3 of 3" in card and card.count("### vla-demo, ") == 1 and "### vla-eval" not in card
     assert "#### Instruction following" in card and "| PressButton |" in card
     with pytest.raises(ValueError, match="language task"):
-        DemoConfig(tasks=["OpenDrawer"], instruction_eval=["swap"])
+        DemoConfig(task=["OpenDrawer"], instruction_eval=["swap"])
     with pytest.raises(ValueError, match="beside normal"):
-        DemoConfig(tasks=["PressButton"], instruction_eval=["normal", "swap"])
+        DemoConfig(task=["PressButton"], instruction_eval=["normal", "swap"])
 
 
 def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tmp_path):
@@ -65,7 +65,7 @@ def test_stages_run_apart_record_on_one_machine_train_and_evaluate_on_another(tm
         chunk_size=4,
     )
     config = DemoConfig(
-        out=str(tmp_path / "suite"), tasks=["PressButton"], stages=["record"],
+        out=str(tmp_path / "suite"), task=["PressButton"], stages=["record"],
         record=demo_record(episodes_per_task=2, workers=1), train=demo_train(steps=2, batch_size=4, model=model),
         eval=demo_eval(episodes_per_task=1, num_envs=1, n_action_steps=4),
     )  # fmt: skip
@@ -100,14 +100,14 @@ def test_every_pipeline_preset_composes():
         suite_cpu = OmegaConf.to_object(compose("suite_cpu"))
         mt10 = OmegaConf.to_object(compose("metaworld_mt10_cpu"))
         mt50 = OmegaConf.to_object(compose("metaworld_mt50", overrides=["stages=[record]"]))
-    assert demo.model.llm.name == "tiny" and len(demo.tasks) >= 2 and demo.eval_episodes == 50
+    assert demo.model.llm.name == "tiny" and len(demo.task) >= 2 and demo.eval_episodes == 50
     # One action per step: with DART labels a longer chunk would be executed blind (docs/benchmarks.md).
     assert demo.record.noise > 0 and demo.model.chunk_size == 1 == demo.eval.n_action_steps
     assert demo.model.prompt == "{instruction}" and demo.model.connector.kind == "keypoints"
-    assert suite.model.llm.name == "smollm2-135m" and suite.tasks == sim.list_tasks()
+    assert suite.model.llm.name == "smollm2-135m" and suite.task == sim.list_tasks()
     assert suite.stages == ["record"] and suite.eval_episodes == 50 == suite_cpu.eval_episodes
     # Meta-World: its groups spelled out, one camera, one instruction per task, LeRobot's 10 episodes per task.
-    assert len(mt10.tasks) == 10 and len(mt50.tasks) == 50 and mt10.tasks[0].startswith("metaworld/")
+    assert len(mt10.task) == 10 and len(mt50.task) == 50 and mt10.task[0].startswith("metaworld/")
     for preset in (mt10, mt50):
         assert preset.model.cameras == ["corner2"] and preset.eval_episodes == 10
         record = preset.record
@@ -152,23 +152,23 @@ def test_the_cpu_recipes_build_their_model_and_train_on_a_fake_batch(preset, mak
 
 def test_metaworld_options_are_checked_before_anything_runs():
     """One suite per run; Meta-World's one camera, one instruction and one goal per task, each with why."""
-    config = DemoConfig(tasks=["metaworld/reach-v3", "metaworld/mt10"])
-    assert config.tasks[0] == "metaworld/reach-v3" and len(config.tasks) == 10  # repeats dropped
+    config = DemoConfig(task=["metaworld/reach-v3", "metaworld/mt10"])
+    assert config.task[0] == "metaworld/reach-v3" and len(config.task) == 10  # repeats dropped
     assert config.model.cameras == ["corner2"]  # our default cameras stand for Meta-World's one
-    assert config.eval_episodes == 10 and DemoConfig(tasks=["PickUp"]).eval_episodes == 50
-    assert DemoConfig(tasks=["metaworld/mt10"], eval=demo_eval(episodes_per_task=3)).eval_episodes == 3
+    assert config.eval_episodes == 10 and DemoConfig(task=["PickUp"]).eval_episodes == 50
+    assert DemoConfig(task=["metaworld/mt10"], eval=demo_eval(episodes_per_task=3)).eval_episodes == 3
     with pytest.raises(ValueError, match=r"cannot record Meta-World .* their robots"):
-        DemoConfig(tasks=["metaworld/reach-v3", "PickUp"])
+        DemoConfig(task=["metaworld/reach-v3", "PickUp"])
     with pytest.raises(ValueError, match=r"model.cameras must be \[corner2\], got \['agentview'\]"):
-        DemoConfig(tasks=["metaworld/reach-v3"], train=demo_train(model=ModelConfig(cameras=["agentview"])))
+        DemoConfig(task=["metaworld/reach-v3"], train=demo_train(model=ModelConfig(cameras=["agentview"])))
     with pytest.raises(ValueError, match=r"goals_per_scene must be 1 for Meta-World.*one goal"):
-        DemoConfig(tasks=["metaworld/reach-v3"], record=demo_record(goals_per_scene=3))
+        DemoConfig(task=["metaworld/reach-v3"], record=demo_record(goals_per_scene=3))
     with pytest.raises(ValueError, match=r"holdout_templates must be null for Meta-World.*one instruction"):
-        DemoConfig(tasks=["metaworld/reach-v3"], record=demo_record(holdout_templates="last"))
+        DemoConfig(task=["metaworld/reach-v3"], record=demo_record(holdout_templates="last"))
     with pytest.raises(ValueError, match=r"instruction_eval=\['swap'\] is not available on Meta-World"):
-        DemoConfig(tasks=["metaworld/reach-v3"], instruction_eval=["swap"])
+        DemoConfig(task=["metaworld/reach-v3"], instruction_eval=["swap"])
     with pytest.raises(ValueError, match="unknown Meta-World task"):
-        DemoConfig(tasks=["metaworld/no-such-task-v3"])
+        DemoConfig(task=["metaworld/no-such-task-v3"])
 
 
 def test_a_metaworld_demo_without_metaworld_says_how_to_install_it_before_anything_runs(
@@ -176,7 +176,7 @@ def test_a_metaworld_demo_without_metaworld_says_how_to_install_it_before_anythi
 ):
     monkeypatch.setitem(sys.modules, "metaworld", None)  # makes `import metaworld` raise ImportError
     out = tmp_path / "demo"
-    config = DemoConfig(out=str(out), tasks=["metaworld/reach-v3"], stages=["train", "eval"])
+    config = DemoConfig(out=str(out), task=["metaworld/reach-v3"], stages=["train", "eval"])
     with pytest.raises(ImportError, match=r"make metaworld"):
         run_demo(config)  # not after the training
     assert not out.exists()

@@ -189,7 +189,7 @@ def test_an_unknown_key_is_a_hydra_error_the_flat_keys_of_before_included(overri
     [
         ("demo", "train.dataset=elsewhere", "out/data"),
         ("demo", "record.out=elsewhere", "a path under out"),
-        ("demo", "eval.task=[PickUp]", "the demo's tasks"),
+        ("demo", "eval.task=[PickUp]", "the demo's task"),
         ("demo", "train.val_every=3", "a quarter of train.steps"),
         ("demo", "eval.instruction=[normal,blank]", "instruction_eval"),
         ("suite_cpu", "eval.holdout_templates=none", "record.holdout_templates"),

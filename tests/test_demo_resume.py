@@ -15,7 +15,7 @@ from vla.train.loop import train
 STEPS = 30
 OVERRIDES = [
     *SMALL,
-    "tasks=[PressButton]",
+    "task=[PressButton]",
     "stages=[train]",
     f"train.steps={STEPS}",
     "train.batch_size=4",

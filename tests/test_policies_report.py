@@ -101,8 +101,8 @@ def test_app_end_to_end(tmp_path):
         sys.executable,
         "-m",
         "policies.evaluation.experts",
-        "tasks=[PickUp]",
-        "episodes=2",
+        "task=[PickUp]",
+        "episodes_per_task=2",
         f"out={tmp_path}",
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -132,7 +132,7 @@ def _config(*overrides):
 
 def test_unknown_task_lists_available_tasks():
     with pytest.raises(ValueError, match=r"unknown tasks \['NoSuchTask'\]; available tasks: .*PickUp"):
-        OmegaConf.to_object(_config("tasks=[NoSuchTask]"))
+        OmegaConf.to_object(_config("task=[NoSuchTask]"))
 
 
 def test_unknown_option_is_an_error():
@@ -142,4 +142,4 @@ def test_unknown_option_is_an_error():
 
 def test_default_config_means_all_tasks():
     config = OmegaConf.to_object(_config())
-    assert config.tasks == sim.list_tasks() and config.episodes == 20 and config.videos
+    assert config.task == sim.list_tasks() and config.episodes_per_task == 20 and config.videos

@@ -51,7 +51,7 @@ def test_vla_train_evaluates_closed_loop_every_n_steps_and_at_the_end(tmp_path):
         image_size=[32, 32],
         chunk_size=4,
     )
-    closed_loop = ClosedLoopConfig(every=2, tasks=["PressButton"], episodes_per_task=2, max_steps=6)
+    closed_loop = ClosedLoopConfig(every=2, task=["PressButton"], episodes_per_task=2, max_steps=6)
     config = TrainAppConfig(
         model=model, dataset=str(dataset), out=str(tmp_path / "run"), steps=3, batch_size=4, warmup_steps=0,
         val_fraction=0.34, val_every=0, save_every=3, log_every=1, closed_loop=closed_loop,
@@ -66,11 +66,11 @@ def test_vla_train_evaluates_closed_loop_every_n_steps_and_at_the_end(tmp_path):
 
 
 def test_closed_loop_config_errors():
-    with pytest.raises(ValueError, match=r"closed_loop\.tasks"):
+    with pytest.raises(ValueError, match=r"closed_loop\.task"):
         ClosedLoopConfig(every=100)
     with pytest.raises(ValueError, match="unknown tasks"):
-        ClosedLoopConfig(every=100, tasks=["FoldLaundry"])
+        ClosedLoopConfig(every=100, task=["FoldLaundry"])
     with pytest.raises(ValueError, match=r"closed_loop\.episodes_per_task"):
-        ClosedLoopConfig(every=100, tasks=["all"], episodes_per_task=0)
-    assert len(ClosedLoopConfig(every=1, tasks=["all"]).tasks) > 1
+        ClosedLoopConfig(every=100, task=["all"], episodes_per_task=0)
+    assert len(ClosedLoopConfig(every=1, task=["all"]).task) > 1
     assert ClosedLoopConfig().every == 0  # off by default: no tasks needed

@@ -1,12 +1,12 @@
 """``vla-demo`` (``make demo``): record demonstrations, train a VLA, evaluate it closed-loop, report.
 
     vla-demo                                   # the CPU demo (configs/demo.yaml): under 20 minutes on 2 cores
-    vla-demo tasks=[OpenDrawer,CloseDrawer,PressButton] train.steps=3000 out=runs/demo3
+    vla-demo task=[OpenDrawer,CloseDrawer,PressButton] train.steps=3000 out=runs/demo3
     vla-demo --config-name suite_smollm2 stages=[record]       # the GPU recipe: record on a CPU machine,
     vla-demo --config-name suite_smollm2 stages=[train,eval]   # then train and evaluate on the GPU
     vla-demo --config-name metaworld_mt10_cpu                  # Meta-World MT10 (in .venv-metaworld)
 
-Its options (``DemoConfig``): the demo's own (``out``, ``tasks``, ``stages``, ...) and the three apps'
+Its options (``DemoConfig``): the demo's own (``out``, ``task``, ``stages``, ...) and the three apps'
 configurations nested, each with the demo's defaults: ``record:`` (vla-record's), ``train:`` (vla-train's,
 the model at ``train.model``) and ``eval:`` (vla-eval's), as in ``train.batch_size=32`` or
 ``eval.num_envs=4``.
@@ -16,7 +16,7 @@ Writes under ``out``: ``data/`` (the LeRobotDataset), ``train/`` (checkpoints, T
 the checkpoint's model card (``train/checkpoints/<step>/README.md``). Each stage is resumable: a second
 run reuses the recorded episodes and the finished training. ``stages`` runs a subset, in order.
 
-``tasks`` may instead name Meta-World (``metaworld/mt10``, a task id or a list; not mixed with our tasks):
+``task`` may instead name Meta-World (``metaworld/mt10``, a task id or a list; not mixed with our tasks):
 its experts record ``corner2`` at the model's image size, the model reads ``[corner2]`` (set so when
 ``train.model.cameras`` is our default), and vla-eval runs Meta-World's protocol (10 episodes per task
 unless ``eval.episodes_per_task`` says otherwise), the results' ``metaworld`` section included
@@ -31,12 +31,12 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 import sim
+from policies import cli
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.card import append_evaluation
@@ -56,10 +56,12 @@ from vla.train.config import RESUME_MODES, TrainConfig
 
 CURVES = ["train/loss", "train/token_accuracy", "val/token_accuracy", "val/l1", "val/goal_l1", "train/lr"]
 STAGES = ("record", "train", "eval")
+# Old option names -> the names every app uses, accepted with a notice for one more release (policies.cli).
+RENAMED = {"tasks": "task"}
 # The fields of record:, train: and eval: that the demo fills in, and from what (its error says): each keeps
 # the placeholder it has in demo_record(), demo_train() and demo_eval(), or the value the demo gives it.
 FILLED_FROM = {
-    "task": "the demo's tasks",
+    "task": "the demo's task",
     "out": "a path under out",
     "dataset": "out/data",
     "checkpoint": "out/train",
@@ -123,10 +125,13 @@ class DemoConfig:
     ``eval.torch_threads`` 0 as ``torch_threads``.
     """
 
-    out: str = "runs/demo"
-    # Our tasks ("all", names) or Meta-World ids (metaworld/mt10, metaworld/reach-v3, ...), not both
-    tasks: list[str] = field(default_factory=lambda: ["OpenDrawer", "CloseDrawer"])
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    out: str = "runs/demo"  # data/, train/, results.json, report.md, videos/, training_curves.png
+    # Our tasks ("all", a name or a list) or Meta-World ids (metaworld/mt10, metaworld/reach-v3, ...), not
+    # both
+    task: Any = field(default_factory=lambda: ["OpenDrawer", "CloseDrawer"])
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES)
+    )  # a subset of record, train, eval, run in order
     torch_threads: int = 2  # the demo's CPU threads (training and evaluation); 0: torch's default
     # Does the policy read its instruction? Modes evaluated on the language tasks beside the normal
     # evaluation: swap | blank | heldout (policies.evaluation.instruction), on the same held-out seeds.
@@ -137,7 +142,7 @@ class DemoConfig:
     eval: EvalConfig = field(default_factory=demo_eval)
 
     def __post_init__(self):
-        self.tasks = suites.resolve(list(self.tasks))  # one suite, or an error saying why
+        self.task = suites.resolve(self.task)  # one suite, or an error saying why
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(self.stages)}")
@@ -158,7 +163,7 @@ class DemoConfig:
             )
         if self.instruction_eval and not self.language_tasks:
             raise ValueError(
-                f"instruction_eval needs a language task among tasks {self.tasks}; they are {sim.language_tasks()}"
+                f"instruction_eval needs a language task in task {self.task}; they are {sim.language_tasks()}"
             )
         if self.eval.n_action_steps > self.model.inferred_actions:
             raise ValueError(
@@ -170,7 +175,7 @@ class DemoConfig:
     def _filled(self) -> dict[str, dict]:
         """The values the demo gives the fields it fills in (``FILLED_FROM``), per group."""
         out = Path(self.out)
-        record = {"task": self.tasks, "out": str(out / "data")}
+        record = {"task": self.task, "out": str(out / "data")}
         if self.metaworld:  # its one camera, at the size the model reads (ours: 128 x 128, both cameras)
             record.update(cameras=[mw.CAMERA], image_size=list(self.model.image_size))
         train = {
@@ -179,7 +184,7 @@ class DemoConfig:
             "val_every": max(1, self.train.steps // 4),
         }
         held = self.record.holdout_templates or "last"  # heldout evaluates what recording kept out
-        evaluation = {"checkpoint": str(out / "train"), "task": self.tasks, "out": self.out}
+        evaluation = {"checkpoint": str(out / "train"), "task": self.task, "out": self.out}
         evaluation.update(instruction=[NORMAL], holdout_templates=held)
         return {"record": record, "train": train, "eval": evaluation}
 
@@ -211,16 +216,16 @@ class DemoConfig:
 
     @property
     def metaworld(self) -> bool:
-        return suites.suite_of(self.tasks) is suites.METAWORLD
+        return suites.suite_of(self.task) is suites.METAWORLD
 
     @property
     def language_tasks(self) -> list[str]:
-        return [task for task in self.tasks if task in sim.language_tasks()]
+        return [task for task in self.task if task in sim.language_tasks()]
 
     @property
     def eval_episodes(self) -> int:
         """Closed-loop episodes per task: ``eval.episodes_per_task``, or the protocol's."""
-        return mw_eval.default_episodes(self.tasks, self.eval.episodes_per_task)
+        return mw_eval.default_episodes(self.task, self.eval.episodes_per_task)
 
     def record_config(self) -> RecordConfig:
         """What the record stage runs."""
@@ -298,7 +303,7 @@ def run_demo(config: DemoConfig) -> dict | None:
 
     out = Path(config.out)
     if {"record", "eval"} & set(config.stages):
-        suites.check_installed(config.tasks)  # Meta-World: the make metaworld hint now, not after training
+        suites.check_installed(config.task)  # Meta-World: the make metaworld hint now, not after training
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     result = None
@@ -353,9 +358,8 @@ def _demo_section(config: DemoConfig, timings: dict) -> str:
     )
 
 
-@hydra.main(config_path="pkg://configs", config_name="demo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    config = OmegaConf.to_object(cfg)
+@cli.app("vla-demo", "demo", renamed=RENAMED)
+def main(config: DemoConfig) -> None:
     document = run_demo(config)
     if document is None:
         print(f"ran stages {config.stages} under {config.out}")

@@ -23,12 +23,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies import cli
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
@@ -288,18 +287,20 @@ class EvalConfig:
     image_size: list[int] | None = None  # (H, W) rendered; None: the checkpoint's (128x128 for the expert)
     render_size: list[int] = field(default_factory=lambda: [256, 256])  # (H, W) of the videos, even
     max_steps: int | None = None  # None: each task's own limit
-    lighting_jitter: float = 0.0
-    camera_jitter: float = 0.0
+    lighting_jitter: float = (
+        0.0  # relative change of the key light's brightness and direction (sim.EnvConfig)
+    )
+    camera_jitter: float = 0.0  # m, uniform offset of the agentview camera (sim.EnvConfig)
     videos: bool = True  # videos/<task>.mp4: the first episode, the first success and the first failure
     tensorboard: bool = True  # <out>/tensorboard: success per task and the mean
-    device: str = "cpu"
+    device: str = "cpu"  # where the checkpoint runs: cpu | cuda
     precision: str = "fp32"  # the checkpoint computes in fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
     # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
     # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.
     instruction: Any = NORMAL
     holdout_templates: Any = "last"  # heldout's templates: last, or {task: template text or index}
-    out: str = "runs/eval"
+    out: str = "runs/eval"  # results.json, report.md, videos/, tensorboard/
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -383,13 +384,8 @@ def run(config: EvalConfig, card: bool = True) -> dict:
     return document
 
 
-@hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        mw_eval.check_installed(OmegaConf.to_container(cfg)["task"])
-    except ImportError as error:  # Meta-World missing: the install hint alone, first; a trace would bury it
-        raise SystemExit(f"vla-eval: {error}") from None
-    config = OmegaConf.to_object(cfg)
+@cli.app("vla-eval", "eval")
+def main(config: EvalConfig) -> None:
     document = run(config)
     print(eval_report.report_markdown(document))
     print(f"wrote {config.out}/results.json, report.md" + (", videos/" if config.videos else ""))

@@ -1,7 +1,7 @@
 """``vla-sim-report``: run every task's scripted expert and report success rates, with videos.
 
-    vla-sim-report out=runs/demo                          # all tasks, 20 episodes each
-    vla-sim-report tasks=[PickUp] episodes=100 videos=false noise=0.1
+    vla-sim-report                                        # all tasks, 20 episodes each, in runs/experts
+    vla-sim-report task=[PickUp] episodes_per_task=100 videos=false noise=0.1 out=runs/pick
 
 Writes ``results.json``, ``report.md`` and ``videos/<task>.mp4`` (the first episode, then the first failure
 if any) under ``out``. Options: ``configs/sim_report.yaml``, validated by ``SimReportConfig``.
@@ -15,36 +15,37 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies import cli
 from policies.reports.results import markdown_table, results_document, task_summary, write_report
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult, run_episode
 
 log = logging.getLogger(__name__)
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
+# Old option names -> the names every app uses, accepted with a notice for one more release (policies.cli).
+RENAMED = {"tasks": "task", "episodes": "episodes_per_task"}
 
 
 @dataclass
 class SimReportConfig:
-    tasks: Any = "all"  # "all", a task name, or a list of names
-    episodes: int = 20  # per task
+    task: Any = "all"  # "all", a task name, or a list of names
+    episodes_per_task: int = 20  # the expert's episodes per task
     seed: int = 0  # episode i of a task uses seed + i
-    out: str = "runs/demo"
-    videos: bool = True
+    out: str = "runs/experts"  # results.json, report.md, videos/
+    videos: bool = True  # videos/<task>.mp4: the first episode, then the first failure if any
     noise: float = 0.0  # std of the Gaussian noise on the expert's arm actions
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W) of observation images
     render_size: list[int] = field(default_factory=lambda: [256, 256])  # (H, W) of the videos
 
     def __post_init__(self):
-        self.tasks = sim.resolve_tasks(self.tasks)
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        self.task = sim.resolve_tasks(self.task)
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if len(self.render_size) != 2 or any(v < 16 or v % 2 for v in self.render_size):
@@ -73,11 +74,12 @@ def _expert_episode(env, config: SimReportConfig, seed: int, record: bool) -> Ep
 
 
 def evaluate_task(task: str, config: SimReportConfig, progress: tqdm) -> tuple[dict, int]:
-    """Run ``task``'s expert for ``config.episodes`` episodes; return its results entry and step limit."""
+    """Run ``task``'s expert for ``config.episodes_per_task`` episodes; return its results entry and step
+    limit."""
     env = sim.make(task, config=config.env_config())
     try:
         results = []
-        for i in range(config.episodes):
+        for i in range(config.episodes_per_task):
             results.append(_expert_episode(env, config, config.seed + i, config.videos and i == 0))
             progress.update(1)
         video = None
@@ -102,7 +104,7 @@ def protocol(config: SimReportConfig, max_steps: dict[str, int]) -> dict:
     env_config = config.env_config()
     return {
         "seed": config.seed,
-        "episodes": config.episodes,
+        "episodes": config.episodes_per_task,
         "noise": config.noise,
         "max_steps": max_steps,
         "image_size": list(env_config.image_size),
@@ -117,8 +119,8 @@ def protocol(config: SimReportConfig, max_steps: dict[str, int]) -> dict:
 def run(config: SimReportConfig) -> dict:
     """Evaluate every task, write the report under ``config.out`` and return the results document."""
     entries, max_steps = {}, {}
-    with tqdm(total=len(config.tasks) * config.episodes, unit="episode") as progress:
-        for task in config.tasks:
+    with tqdm(total=len(config.task) * config.episodes_per_task, unit="episode") as progress:
+        for task in config.task:
             progress.set_description(task)
             entries[task], max_steps[task] = evaluate_task(task, config, progress)
     document = results_document(entries, protocol(config, max_steps))
@@ -126,9 +128,8 @@ def run(config: SimReportConfig) -> dict:
     return document
 
 
-@hydra.main(config_path="pkg://configs", config_name="sim_report", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    config = OmegaConf.to_object(cfg)
+@cli.app("vla-sim-report", "sim_report", renamed=RENAMED)
+def main(config: SimReportConfig) -> None:
     document = run(config)
     print(markdown_table(document))
     print(

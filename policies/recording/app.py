@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies import cli
 from policies.parent_watch import exit_with_parent
 from policies.recording import suites
 from policies.recording.settings import match_settings
@@ -53,19 +52,19 @@ LABELS = ("intended", "executed")
 @dataclass
 class RecordConfig:
     task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.recording.suites)
-    episodes_per_task: int = 10
-    out: str = "data/demos"
+    episodes_per_task: int = 10  # kept episodes per task; re-running tops each task up to this many
+    out: str = "data/demos"  # the dataset; topping up needs the settings as recorded (meta/recording.json)
     keep: str = "success"  # "success": drop failed episodes; "all": keep every episode
-    workers: int = 1
+    workers: int = 1  # parallel recording processes (spawned); the same episodes as with 1
     seed: int = 0  # a task's k-th attempt uses seed + k, inside the recording split (policies/seeds.py)
-    policy: str = "expert"
+    policy: str = "expert"  # the scripted experts (the only one: learned policies come with vla-eval)
     noise: float = 0.0  # expert action noise (std, action units), seeded per episode
     labels: str = (
         "intended"  # with noise: record the expert's "intended" actions (DART) or the "executed" ones
     )
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # (H, W)
     cameras: list[str] = field(default_factory=lambda: list(sim.CAMERAS))  # Meta-World: [corner2]
-    codec: str = "libx264"
+    codec: str = "libx264"  # or libsvtav1 (AV1, as LeRobot writes; slower to decode on CPU)
     # Instruction templates never recorded, for vla-eval instruction=heldout: none, last (each language
     # task's last template) or {task: template text or index} (the others: their last). sim.holdout_templates
     holdout_templates: Any = None
@@ -283,9 +282,8 @@ def _abandon(pending: deque[Future]) -> None:
             future.result().discard()
 
 
-@hydra.main(config_path="pkg://configs", config_name="record", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    config = OmegaConf.to_object(cfg)
+@cli.app("vla-record", "record")
+def main(config: RecordConfig) -> None:
     added = record(config)
     meta = load_meta(Path(config.out))
     print(f"added {sum(added.values())} episodes {added}; {config.out} holds {meta.total_episodes} episodes")

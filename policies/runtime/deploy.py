@@ -27,11 +27,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 import sim
+from policies import cli
 from policies.runtime import deploy_report
 from policies.runtime.deploy_franka import FrankaOptions, check_franky, close_cameras, make_franka
 from policies.runtime.estop import EStop, EStopped
@@ -67,7 +66,7 @@ class SafetyOptions:
     joint_margin: float | None = None  # rad kept clear of each joint limit
     max_gripper_change: float | None = None  # gripper command change per step (action units, 2: any)
     workspace_low: list[float] | None = None  # m, (3,) corner of the box the commanded TCP stays in
-    workspace_high: list[float] | None = None
+    workspace_high: list[float] | None = None  # m, (3,) the opposite corner
 
     def __post_init__(self):
         if not 0 < self.scale <= 1:
@@ -96,7 +95,7 @@ class DeployConfig:
     server: str | None = None  # host:port of a vla-serve policy server
     api_key: str | None = None  # server: sent as "Authorization: Api-Key <key>"
     instruction: str | None = None  # what the policy is told; null: the sim task's (robot=franka: required)
-    episodes: int = 1
+    episodes: int = 1  # episodes run one after the other
     rate_hz: float = 10.0  # control rate
     n_action_steps: int = 5  # sync: actions played per chunk; async: ticks between requests
     async_inference: bool = True  # false: ask, play n_action_steps, ask again (vla-eval's loop)
@@ -364,10 +363,9 @@ def _plain(value):
     return value
 
 
-@hydra.main(config_path="pkg://configs", config_name="deploy", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@cli.app("vla-deploy", "deploy")
+def main(config: DeployConfig) -> None:
     passive_openmp()
-    config = OmegaConf.to_object(cfg)
     estop = EStop()
     with estop.on_signals():
         try:

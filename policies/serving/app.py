@@ -15,10 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
+from policies import cli
 from policies.expert_policy import ExpertPolicy
 from policies.serving.keys import check_key_map
 from policies.serving.server import PolicyServer, check_host
@@ -41,7 +40,7 @@ class ServeConfig:
     max_batch: int = 32  # most requests answered by one infer_batch
     key_map: Any = None  # {client key: observation key}; None: policies.serving.keys.DEFAULT_KEY_MAP
     camera_map: Any = None  # model camera -> observation camera (as vla-eval's); None: identity
-    device: str = "cpu"
+    device: str = "cpu"  # where the checkpoint runs
     precision: str = "fp32"  # the checkpoint computes in fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the forward passes; 0: torch's default (one per core)
 
@@ -116,10 +115,10 @@ def run(config: ServeConfig) -> None:
     server.run(announce)
 
 
-@hydra.main(config_path="pkg://configs", config_name="serve", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@cli.app("vla-serve", "serve")
+def main(config: ServeConfig) -> None:
     passive_openmp()
-    run(OmegaConf.to_object(cfg))
+    run(config)
 
 
 if __name__ == "__main__":

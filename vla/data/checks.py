@@ -1,4 +1,5 @@
-"""Integrity checks behind ``vla-dataset validate``: every file and offset of a v3.0 dataset.
+"""Integrity checks behind ``vla-dataset validate``: every file and offset of a v3.0 dataset, and its
+statistics against the data (``vla.data.stats_checks`` says exactly how).
 
 Each check returns the problems it found as messages naming the file and the field, so one run reports
 everything that is wrong instead of stopping at the first.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla.data.layout import ACTION, STAT_NAMES, STATE, STATS_PATH, DatasetError
+from vla.data.layout import DatasetError
 from vla.data.meta import DatasetMeta, video_episode_column
+from vla.data.stats_checks import check_stats
 from vla.data.table import load_table
 from vla.data.video import decode_frames, video_duration
 
@@ -42,25 +44,6 @@ def _check_totals(meta: DatasetMeta) -> list[str]:
     return problems
 
 
-def _check_stats(meta: DatasetMeta) -> list[str]:
-    problems = []
-    for feature in [STATE, ACTION, *meta.camera_keys]:
-        if feature not in meta.features:
-            continue
-        try:
-            stats = meta.require_stats(feature, STAT_NAMES)
-        except DatasetError as error:
-            problems.append(str(error))
-            continue
-        expected = (3, 1, 1) if feature in meta.camera_keys else tuple(meta.features[feature]["shape"])
-        for name, value in stats.items():
-            if name != "count" and value.shape != expected:
-                problems.append(
-                    f"{STATS_PATH}: '{feature}' '{name}' has shape {value.shape}, expected {expected}"
-                )
-    return problems
-
-
 def _check_episode_video(meta: DatasetMeta, row: dict, key: str, full: bool) -> list[str]:
     column = lambda field: row[video_episode_column(key, field)]  # noqa: E731
     path = meta.video_file(key, column("chunk_index"), column("file_index"))
@@ -82,11 +65,13 @@ def _check_episode_video(meta: DatasetMeta, row: dict, key: str, full: bool) -> 
 
 def validate(meta: DatasetMeta, full: bool = False) -> list[str]:
     """Every problem found in ``meta``'s dataset; empty when it is sound."""
-    problems = _check_totals(meta) + _check_stats(meta)
+    problems = _check_totals(meta)
     try:
-        load_table(meta)  # data files: contiguous episodes, frame indices, timestamps, finite values
+        table = load_table(meta)  # data files: contiguous episodes, frame indices, timestamps, finite values
     except DatasetError as error:
         problems.append(str(error))
+    else:
+        problems += check_stats(meta, table)  # their values against these rows (vla.data.stats_checks)
     for row in meta.episodes:
         for key in meta.camera_keys:
             problems += _check_episode_video(meta, row, key, full)

@@ -1,11 +1,11 @@
 """``vla-dataset``: look at, check, render and re-derive the statistics of a LeRobotDataset v3.0.
 
     vla-dataset info DIR                      # a summary: features, episodes, tasks, statistics
-    vla-dataset validate DIR [--full]         # every file and offset; --full decodes every video frame
+    vla-dataset validate DIR [--full]         # every file, offset and statistic; --full decodes every frame
     vla-dataset view DIR --episode 3          # one episode as mp4: cameras side by side, text overlaid
     vla-dataset view DIR --html OUT           # static pages: the episode list, each episode's videos and
                                               # state/action plots (DIR may be a vla-eval run: vla/data/browse.py)
-    vla-dataset stats DIR                     # recompute meta/stats.json from the data and the videos
+    vla-dataset stats DIR                     # recompute meta/stats.json from the data (as the writer did)
 
 DIR is a dataset directory or a Hugging Face Hub id ``user/name`` in the local cache (``vla.data.hub``).
 Exit status 0 when all is well, 1 when ``validate`` finds problems or a file is missing or corrupt (the
@@ -23,14 +23,10 @@ import numpy as np
 
 from vla.data.browse import write_browser
 from vla.data.checks import validate
+from vla.data.committed import committed_histograms
 from vla.data.layout import (
     ACTION,
-    EPISODE_INDEX,
-    FRAME_INDEX,
-    INDEX,
     STATE,
-    TASK_INDEX,
-    TIMESTAMP,
     DatasetError,
     camera_of,
 )
@@ -38,6 +34,7 @@ from vla.data.lock import DatasetLock
 from vla.data.meta import DatasetMeta, load_meta, video_episode_column
 from vla.data.overlay import episode_frames, overlay_text
 from vla.data.stats import RunningStats, pixel_histogram
+from vla.data.stats_checks import numeric_columns
 from vla.data.table import load_table
 from vla.data.video import decode_frames, encode_video
 from vla.data.writer import write_stats
@@ -71,30 +68,28 @@ def info(meta: DatasetMeta) -> str:
     return "\n".join(lines)
 
 
-def recompute_stats(meta: DatasetMeta) -> None:
-    """stats.json from every row of the data files and every decoded video frame (exact quantiles).
+def recompute_stats(meta: DatasetMeta) -> str:
+    """stats.json from every row of the data files and every frame (exact quantiles); returns where the image
+    statistics came from.
 
-    Image statistics come from the decoded videos, what a loader sees; the writer computes them from the
-    frames before encoding, so the two differ by the codec's error (a few grey levels).
+    Image statistics come from the raw frames' pixel histograms that vla-stack's writer keeps per episode,
+    so they are the writer's, bit for bit. A dataset without them (another writer's) has its videos decoded
+    instead: statistics of what a loader sees, which differ from the raw frames' by the codec's error (H.264
+    moved a 9-episode recording's q99 by up to 0.14 and its mean by up to 0.006, docs/datasets.md).
     """
     table = load_table(meta)
-    columns = {
-        STATE: table.state,
-        ACTION: table.action,
-        TIMESTAMP: table.timestamp,
-        FRAME_INDEX: table.frame_index,
-        EPISODE_INDEX: table.episode_index,
-        INDEX: np.arange(len(table.state)),
-        TASK_INDEX: table.task_index,
-    }
-    running = {
-        name: RunningStats.of(values, name) for name, values in columns.items() if name in meta.features
-    }
-    histograms = {key: np.zeros((3, 256), np.int64) for key in meta.camera_keys}
-    for row in meta.episodes:
-        for key in meta.camera_keys:
-            histograms[key] += pixel_histogram(_episode_video(meta, row, key))
+    running = {name: RunningStats.of(values, name) for name, values in numeric_columns(meta, table).items()}
+    try:
+        histograms = committed_histograms(meta)
+        source = "the recorded pixel histograms"
+    except DatasetError:
+        histograms = {key: np.zeros((3, 256), np.int64) for key in meta.camera_keys}
+        for row in meta.episodes:
+            for key in meta.camera_keys:
+                histograms[key] += pixel_histogram(_episode_video(meta, row, key))
+        source = "the decoded videos"
     write_stats(meta.root, running, histograms)
+    return source
 
 
 def _episode_video(meta: DatasetMeta, row: dict, key: str) -> np.ndarray:
@@ -163,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}")
         elif args.command == "stats":
             with DatasetLock(meta.root):  # stats.json is the writer's too: never rewrite it under a recorder
-                recompute_stats(meta)
-            print(f"wrote {meta.root / 'meta/stats.json'}")
+                source = recompute_stats(meta)
+            print(f"wrote {meta.root / 'meta/stats.json'} (image statistics from {source})")
     except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from vla.data.layout import (
     camera_of,
     video_keys,
 )
-from vla.data.meta import DatasetMeta, read_parquet
+from vla.data.meta import DatasetMeta, episode_files, read_parquet
 from vla.data.stats import RunningStats
 from vla.data.video import ENCODERS
 from vla.data.write_tables import column_numpy
@@ -93,17 +93,30 @@ def committed_stats(meta: DatasetMeta) -> tuple[dict[str, RunningStats], dict[st
 
 def committed_histograms(meta: DatasetMeta) -> dict[str, np.ndarray]:
     """Per video key, the summed (3, 256) pixel counts of the committed episodes (meta/episodes columns)."""
-    histograms = {key: np.zeros((3, 256), np.int64) for key in meta.camera_keys}
-    for path in sorted(meta.root.glob("meta/episodes/chunk-*/file-*.parquet")):
+    return {key: counts.sum(axis=0) for key, counts in episode_histograms(meta).items()}
+
+
+def episode_histograms(meta: DatasetMeta) -> dict[str, np.ndarray]:
+    """Per video key, the (E, 3, 256) pixel counts of each committed episode's raw frames, in episode order;
+    ``DatasetError`` when meta/episodes lacks their column (a dataset vla-stack did not write)."""
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in meta.camera_keys}
+    order = []
+    for path in episode_files(meta.root):
         table = read_parquet(path)
-        committed = column_numpy(table, EPISODE_INDEX, path) < meta.total_episodes
-        for key in histograms:
+        episodes = column_numpy(table, EPISODE_INDEX, path)
+        committed = episodes < meta.total_episodes
+        order.append(episodes[committed])
+        for key in parts:
             column = HISTOGRAM_PREFIX + key
             if column not in table.column_names:
                 raise DatasetError(path, f"missing column '{column}' (not written by vla-stack)")
             counts = table.column(column).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-            histograms[key] += counts.reshape(-1, 3, 256)[committed].sum(axis=0)
-    return histograms
+            parts[key].append(counts.reshape(-1, 3, 256)[committed])
+    rank = np.argsort(np.concatenate(order)) if order else np.zeros(0, np.int64)
+    return {
+        key: np.concatenate(chunks)[rank].astype(np.int64) if chunks else np.zeros((0, 3, 256), np.int64)
+        for key, chunks in parts.items()
+    }
 
 
 def extra_schema(meta: DatasetMeta) -> dict[str, type] | None:

@@ -36,7 +36,7 @@ class VisionConfig:
     depth: int = 4  # vit layers
     heads: int = 4  # vit attention heads
     shared: bool = True  # one encoder for all cameras, told apart by a learned camera embedding
-    frozen: bool = False
+    frozen: bool = False  # no gradient into the encoder; it stays in eval mode while training
     random_shift: int = 0  # training only: shift images by up to this many pixels (DrQ); 0: off
     coords: bool = False  # resnet18: x/y coordinate channels appended to the input (CoordConv)
     # resnet18: residual stages kept (1-4); each one fewer halves the output stride (32 -> 16 -> 8 -> 4) and
@@ -71,10 +71,10 @@ class ConnectorConfig:
     # "mlp": a token per patch (LLaVA) | "resampler": num_queries tokens per camera | "keypoints": spatial
     # softmax, num_queries tokens per camera made from the image positions of `keypoints` learned features
     kind: str = "mlp"
-    num_queries: int = 16
-    depth: int = 2
-    heads: int = 4
-    keypoints: int = 32
+    num_queries: int = 16  # resampler, keypoints: tokens per camera
+    depth: int = 2  # resampler: cross-attention layers
+    heads: int = 4  # resampler: attention heads
+    keypoints: int = 32  # keypoints: learned feature maps whose image positions make the tokens
     # keypoints only: maps whose filter is made from the instruction (needs model.language), so where the
     # named object is reaches the LLM directly (vla/model/connector.py)
     instruction_keypoints: int = 0
@@ -101,9 +101,9 @@ class ConnectorConfig:
 class LLMConfig:
     name: str = "tiny"  # "tiny" | "smollm2-135m" | a local Hugging Face causal-LM folder
     hidden_size: int = 256  # the tiny model's size; pretrained models bring their own
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 704
+    num_layers: int = 4  # the tiny model's transformer layers
+    num_heads: int = 4  # the tiny model's attention heads
+    intermediate_size: int = 704  # the tiny model's MLP width
     cache_dir: str = "~/.cache/vla-stack"  # converted pretrained weights are cached here
 
     def __post_init__(self):
@@ -153,8 +153,8 @@ class ModelConfig:
     # (H, W) of the training frames before their resize to image_size, set by vla-train from the dataset
     # (None when its cameras differ): evaluation renders at this size and resizes exactly as training did.
     source_image_size: list[int] | None = None
-    state_dim: int = 17
-    action_dim: int = 7
+    state_dim: int = 17  # vla-train takes it from the dataset
+    action_dim: int = 7  # vla-train takes it from the dataset
     chunk_size: int = 10  # K: the actions of each training target (a chunk of the next K frames' actions)
     # Actions decoded per inference, the first ones of the chunk; 0: all K. Autoregressive decoding of the first
     # n actions is exact under the causal mask, so a model trained on K-action chunks (whose later actions make
@@ -163,11 +163,11 @@ class ModelConfig:
     # How the K * D action tokens come out (vla/model/decoding.py): "autoregressive", one LLM step per token,
     # or "parallel", all in one forward pass from learned placeholders. A checkpoint keeps its mode.
     decoding: str = "autoregressive"
-    num_bins: int = 256
+    num_bins: int = 256  # action tokens per action dimension, uniform bins over the dataset's q01-q99
     # Soft targets: each action token's target is a Gaussian over neighbouring bins with this std (in bins),
     # so a near miss costs less than a far one (HL-Gauss, Farebrother et al. 2024); 0: one-hot cross-entropy.
     bin_sigma: float = 0.0
-    freeze_llm: bool = False
+    freeze_llm: bool = False  # no gradient into the LLM (lora_rank > 0 trains adapters instead)
     lora_rank: int = 0  # > 0: LoRA adapters on the LLM's attention and MLP projections (peft)
     # Training only: the probability that a sample's state is hidden behind a learned token, so the policy
     # must read the task from the images (vla/model/state.py says why). 0: always seen; 1: never.

@@ -26,12 +26,12 @@ class TrainConfig:
     batch_size: int = 8  # samples per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 3e-4  # peak learning rate
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW's
     weight_decay: float = 0.01  # AdamW; never on norms, biases or embeddings
     warmup_steps: int = 200  # linear warmup, then cosine decay
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
-    seed: int = 0
+    seed: int = 0  # initialisation, shuffling and dropout
     num_workers: int = 0  # DataLoader worker processes (spawned)
     val_fraction: float = 0.1  # the last episodes, this fraction of them, are held out for validation
     val_every: int = 500  # steps between validations; 0: never
@@ -46,12 +46,12 @@ class TrainConfig:
     # from (a checkpoint directory, a run directory, its checkpoints/ or checkpoints/last), with auto's checks
     resume: str = RESUME_AUTO
     cache: str | None = None  # VLADataset cache: None (decode videos), "memmap", or a directory
-    precision: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | fp32 | bf16
     # The first `early_frames` frames of every training episode are visited `early_repeat` times per epoch:
     # where the instruction decides the target, only the frames before the arm commits to one teach it
     # (docs/benchmarks.md, "Following the instruction"); 0 / 1: every frame once.
     early_frames: int = 0
-    early_repeat: int = 1
+    early_repeat: int = 1  # visits per epoch of each of those first frames
     # Each frame where the gripper label switches (the first frame of closing or opening) is visited this many
     # times per epoch: only there does the label contradict the gripper state ("still open: keep open").
     switch_repeat: int = 1
