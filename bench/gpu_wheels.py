@@ -55,6 +55,7 @@ SOURCE_ONLY = ("antlr4-python3-runtime",)  # pure Python, built into a py3-none-
 DEVICE_HAS = (
     "torch", "numpy", "transformers", "tokenizers", "safetensors", "accelerate", "peft", "tensorboard",
     "PIL", "cv2", "matplotlib", "msgpack", "pyarrow", "tqdm", "yaml",
+    "huggingface_hub",  # a dependency of transformers
 )  # fmt: skip
 # Imported by the stack, needed by no part of the check: the Franka extra and Meta-World's own venv.
 NOT_CARRIED = ("franky", "metaworld")
