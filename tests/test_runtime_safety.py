@@ -313,3 +313,38 @@ def test_tightened_refuses_to_loosen_a_robot_limit():
         SafetyLayer(LIMITS, scale=2.0)
     assert gripper_command(np.r_[np.zeros(9), 0.08, np.zeros(7)]) == -1.0  # fully open
     assert gripper_command(np.r_[np.zeros(9), 0.0, np.zeros(7)]) == 1.0
+
+
+class BentArm(KinematicArm):
+    """Joint 0 follows the TCP's x through a sine, as a real arm's IK bends: the chord between the targets
+    of no motion and of the full step (the layer's linear estimate) lies below the curve, so the linearly
+    scaled step still moves joint 0 further than max_joint_step."""
+
+    GAIN = 8.0  # rad per m at the origin
+
+    def joints_at(self, position):
+        joints = np.zeros(np.shape(position)[:-1] + (7,))
+        joints[..., 0] = np.sin(self.GAIN * (np.asarray(position)[..., 0] - self.origin[0]))
+        return joints
+
+
+def test_a_step_the_linear_estimate_cannot_scale_is_scaled_further_not_held_forever():
+    """A policy that keeps proposing the same full step along x: the linear fraction's own targets break the
+    joint-step rule, so the layer searches a smaller fraction instead of holding (which livelocked: the
+    scene never changed, so the policy proposed the same step for ever). The arm makes progress at every
+    tick, and no command breaks a limit."""
+    limits = replace(LIMITS, max_translation=0.05, max_joint_step=0.2, joint_margin=0.0)
+    arm = BentArm(limits)
+    safety = SafetyLayer(limits)
+    safety.reset(arm.state())
+    push = np.array([1.0, 0, 0, 0, 0, 0, -1])
+    start = arm.joints_at(arm.position)
+    full = arm.predict_joints(push)
+    linear = limits.max_joint_step / abs(full[0] - start[0])  # the chord's fraction
+    linear_targets = arm.predict_joints(push * np.r_[np.full(6, linear), 1])
+    assert abs(linear_targets[0] - start[0]) > limits.max_joint_step  # the case: linear is not enough
+    commands = [safety.step(arm, push, arm.state()) for _ in range(3)]
+    assert not any(command.held for command in commands), [c.reasons for c in commands]
+    assert 0.5 * linear < commands[0].action[0] < linear  # scaled below the chord's fraction, not to nothing
+    assert arm.position[0] > arm.origin[0] + 0.02  # progress: two centimetres in three ticks
+    assert set(arm.violations().values()) == {0}
