@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +19,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosed
+from websockets.server import ServerProtocol
 
 import sim
 from policies.evaluation.envs import make_eval_env
@@ -205,6 +208,38 @@ def test_a_late_reply_raises_timeout_and_is_never_returned_later():
         assert client.infer(small_obs(2.0))["actions"][0, 0] == 2.0
 
 
+def _stalled_server(listener: socket.socket, release: threading.Event) -> None:
+    """Accept one websocket, send metadata, then never read again: a hung server process or machine."""
+    sock, _ = listener.accept()
+    protocol = ServerProtocol()
+    while not (events := protocol.events_received()):
+        protocol.receive_data(sock.recv(65536))
+    protocol.send_response(protocol.accept(events[0]))
+    protocol.send_binary(pack({"max_frame_bytes": 2**20}))
+    for data in protocol.data_to_send():
+        sock.sendall(data)
+    release.wait(10)
+    sock.close()
+
+
+def test_the_client_raises_after_timeout_s_not_twice_it():
+    """timeout_s=1.0 raised after 2.0 s from a hung server: the client then closed the connection politely
+    and waited close_timeout for a closing handshake that never came. It drops the connection at once now."""
+    listener, release = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    server = threading.Thread(target=_stalled_server, args=(listener, release), daemon=True)
+    server.start()
+    try:
+        client = PolicyClient(port=listener.getsockname()[1], timeout_s=1.0, connect_retries=0)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match=r"within 1\.0 s"):
+            client.infer(small_obs(1.0))
+        assert 1.0 <= time.perf_counter() - started < 1.3
+    finally:
+        release.set()
+        server.join(10)
+        listener.close()
+
+
 def test_a_client_that_vanishes_mid_request_leaves_the_others_served():
     with ServerThread(PolicyServer(lambda: SlowPolicy(0.5), port=0)) as running:
         for _ in range(3):  # each one sends an observation and disappears before the answer
@@ -279,6 +314,41 @@ def test_a_stateful_policy_gets_an_instance_per_connection_and_reset_starts_over
             first.infer(small_obs(0))["actions"][0, 0] == 1
             and second.infer(small_obs(0))["actions"][0, 0] == 4
         )
+
+
+class LyingPolicy(ExpertPolicy):
+    """Stateless; its actions are whatever the observation's privileged actions are, of any shape, or it
+    raises with a megabyte of text when the instruction says "raise"."""
+
+    def infer_batch(self, observations):
+        if observations[0]["instruction"] == "raise":
+            raise RuntimeError("x" * 2**20)
+        return super().infer_batch(observations)
+
+
+def test_replies_are_checked_against_the_advertised_shape(observations):
+    """The expert server echoed a (3, 5) reply although its metadata says (1, 7): now the server refuses to
+    send it, naming both shapes, and a client checks what any server sends against that server's metadata."""
+    with ServerThread(PolicyServer(LyingPolicy, port=0, kind="expert")) as running:
+        client = PolicyClient(port=running.port)
+        assert (client.server_metadata["chunk_size"], client.server_metadata["action_dim"]) == (1, 7)
+        wrong = {**observations[0], EXPERT_ACTIONS: np.zeros((3, 5), np.float32)}
+        with pytest.raises(ServerError, match=r"shape \(3, 5\).*advertises \(1, 7\)"):
+            client.infer(wrong)
+        client = PolicyClient(port=running.port)  # connected: the metadata is not read again
+        client.server_metadata["chunk_size"] = 2  # as if the server advertised one shape and sent another
+        with pytest.raises(ServerError, match=r"sent actions of shape \(1, 7\).*advertises \(2, 7\)"):
+            client.infer(observations[0])
+
+
+def test_a_failing_policy_logs_and_answers_a_bounded_text(observations, caplog):
+    with ServerThread(PolicyServer(LyingPolicy, port=0, kind="expert")) as running:
+        client = PolicyClient(port=running.port)
+        with caplog.at_level(logging.INFO), pytest.raises(ServerError, match="inference failed") as failed:
+            client.infer({**observations[0], "instruction": "raise"})
+    assert "characters cut]" in str(failed.value) and len(str(failed.value)) < 1024
+    lines = [line for record in caplog.records for line in record.getMessage().splitlines()]
+    assert any("RuntimeError" in line for line in lines) and max(map(len, lines)) <= 1024
 
 
 # -- security and limits ---------------------------------------------------------------------------------------
