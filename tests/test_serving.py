@@ -353,7 +353,7 @@ def test_a_failing_policy_logs_and_answers_a_bounded_text(observations, caplog):
 
 # -- security and limits ---------------------------------------------------------------------------------------
 def test_listening_beyond_loopback_requires_a_key_and_checks_it(observations):
-    with pytest.raises(ValueError, match="requires api_key"):
+    with pytest.raises(ValueError, match="requires an API key"):
         PolicyServer(ExpertPolicy, host="0.0.0.0", port=0)
     with pytest.raises(ValueError, match="at least 16 characters"):
         PolicyServer(ExpertPolicy, host="0.0.0.0", port=0, api_key="short")
@@ -421,7 +421,7 @@ def test_serve_config_is_checked(monkeypatch):
     monkeypatch.delenv("VLA_SERVE_API_KEY", raising=False)
     with pytest.raises(ValueError, match="exactly one of checkpoint=DIR and policy=expert"):
         _config()
-    with pytest.raises(ValueError, match="requires api_key"):
+    with pytest.raises(ValueError, match="requires an API key"):
         _config("policy=expert", "host=0.0.0.0")
     with pytest.raises(ValueError, match="a target must be 'state'"):
         _config("policy=expert", "key_map={observation/image: picture}")

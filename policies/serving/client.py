@@ -1,6 +1,6 @@
 """``PolicyClient``: a policy served by ``vla-serve`` (or any openpi-compatible server) as a local ``Policy``.
 
-    client = PolicyClient("robot-pc.local", 8000, api_key=os.environ["VLA_API_KEY"], timeout_s=2.0)
+    client = PolicyClient("robot-pc.local", 8000, api_key=os.environ["VLA_SERVE_API_KEY"], timeout_s=2.0)
     client.server_metadata["cameras"]     # what the server reads, sent on connect
     actions = client.infer(obs)["actions"]  # float32 (K, D), un-normalized
 
@@ -30,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 from policies.serving.wire import WireError, bounded, pack, unpack
 
 ACTIONS = "actions"  # policies.base.ACTIONS, repeated: this module imports nothing of the stack
+API_KEY_ENV = "VLA_SERVE_API_KEY"  # where vla-serve and vla-deploy read the key from when not given
 MAX_BACKOFF_S = 5.0
 TOO_BIG_CLOSE_CODE = 1009  # websockets' close code for a frame over the server's max_size
 UNAUTHORIZED = 401

@@ -56,8 +56,9 @@ def check_host(host: str, api_key: str | None) -> None:
         )
     if not is_loopback(host) and api_key is None:
         raise ValueError(
-            f"host={host!r} accepts connections from other machines, which requires api_key=... (clients then "
-            f"send 'Authorization: {AUTH_SCHEME} <key>'); serve on 127.0.0.1 to stay on this machine"
+            f"host={host!r} accepts connections from other machines, which requires an API key (set "
+            f"$VLA_SERVE_API_KEY; clients then send 'Authorization: {AUTH_SCHEME} <key>'); serve on 127.0.0.1 "
+            "to stay on this machine"
         )
 
 
