@@ -36,6 +36,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import sim
+from policies import suites
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.evaluate import EvalConfig, run
@@ -45,7 +46,6 @@ from policies.evaluation.instruction import (
     mode_document,
     resolve_modes,
 )
-from policies.recording import suites
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from sim import metaworld as mw

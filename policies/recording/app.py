@@ -33,8 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies import suites
 from policies.parent_watch import exit_with_parent
-from policies.recording import suites
 from policies.recording.settings import match_settings
 from policies.recording.worker import EpisodeJob, RecordedEpisode, record_episode
 from policies.seeds import RECORDING
@@ -52,7 +52,7 @@ LABELS = ("intended", "executed")
 
 @dataclass
 class RecordConfig:
-    task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.recording.suites)
+    task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.suites)
     episodes_per_task: int = 10
     out: str = "data/demos"
     keep: str = "success"  # "success": drop failed episodes; "all": keep every episode
