@@ -30,6 +30,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import sim
+from policies.loading import EXPERT, load_policy
 from policies.runtime import deploy_report
 from policies.runtime.deploy_franka import FrankaOptions, check_franky, close_cameras, make_franka
 from policies.runtime.estop import EStop, EStopped
@@ -42,7 +43,6 @@ from policies.threads import passive_openmp
 
 log = logging.getLogger(__name__)
 ROBOTS = ("sim", "franka")
-EXPERT = "expert"
 HIDDEN = "<hidden>"  # what report.json says of a given API key
 LIMIT_OPTIONS = (
     "max_translation",
@@ -199,16 +199,11 @@ def host_port(server: str) -> tuple[str, int]:
 
 
 def make_policy(config: DeployConfig):
-    if config.policy == EXPERT:
-        from policies.expert_policy import ExpertPolicy
-
-        return ExpertPolicy()
+    """The policy the options name: served (a client of ``server``), else loaded as vla-eval loads it."""
     if config.server is not None:
         host, port = host_port(config.server)
         return PolicyClient(host=host, port=port, api_key=config.api_key)
-    from policies.evaluation.evaluate import as_policy
-
-    return as_policy(config.checkpoint, config.camera_map, config.device)
+    return load_policy(config.policy or config.checkpoint, camera_map=config.camera_map, device=config.device)
 
 
 def make_robot(config: DeployConfig, policy):

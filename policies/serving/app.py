@@ -18,14 +18,13 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from policies.expert_policy import ExpertPolicy
+from policies.loading import EXPERT, load_policy
 from policies.serving.client import API_KEY_ENV
 from policies.serving.keys import check_key_map
 from policies.serving.server import PolicyServer, check_host
 from policies.threads import passive_openmp
 from vla.model.precision import PRECISIONS
 
-EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
 
 
@@ -76,11 +75,8 @@ ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
 
 
 def make_policy(config: ServeConfig):
-    if config.policy == EXPERT:
-        return ExpertPolicy()
-    from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is served
-
-    return VLAPolicy(config.checkpoint, config.camera_map, config.device, precision=config.precision)
+    spec = EXPERT if config.policy == EXPERT else config.checkpoint
+    return load_policy(spec, camera_map=config.camera_map, device=config.device, precision=config.precision)
 
 
 def build_server(config: ServeConfig) -> PolicyServer:
