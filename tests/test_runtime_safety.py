@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import replace
 
@@ -124,7 +125,7 @@ def test_fuzzing_never_sends_a_command_outside_the_limits(predictive):
     middling, and loose joints (workspace and step caps). Not one command breaks a limit. Without
     predict_joints the joint rules are reactive (docs/runtime.md): every other limit still holds, and no joint
     gets further than one step's travel past its margin."""
-    total, counts = 0, Counter()
+    total, counts, sent, holds, started = 0, Counter(), 0, 0, time.perf_counter()
     for joint_gain, seed in ((6.0, 1), (2.5, 2), (0.5, 3), (0.5, 4)):
         arm = KinematicArm(LIMITS, seed, predictive)
         arm.jacobian *= joint_gain / 6
@@ -146,10 +147,15 @@ def test_fuzzing_never_sends_a_command_outside_the_limits(predictive):
         assert safety.counts["non_finite"] == nonfinite and arm.stops >= nonfinite
         total += len(actions)
         counts += safety.counts
+        sent, holds = sent + arm.commands, holds + arm.stops
     # every check was exercised (and so could have failed), not just the first in line
     checks = ["out_of_range", "translation_cap", "rotation_cap", "workspace", "joint_step", "joint_limit"]
     assert all(counts[reason] > 20 for reason in [*checks, "gripper_rate"]), counts
     assert total == (100_000 if predictive else 20_000)
+    print(
+        f"{total} hostile actions in {time.perf_counter() - started:.1f} s: {sent} sent, {holds} holds, "
+        f"none outside the limits; interventions {dict(sorted(counts.items()))}"
+    )
 
 
 def test_fuzzing_stale_and_duplicated_chunks_through_the_schedule():

@@ -81,6 +81,10 @@ MALFORMED = {
     "empty instruction": lambda rng, obs: _with(obs, "instruction", "   "),
     "huge instruction": lambda rng, obs: _with(obs, "instruction", "x" * 20_000),
     "deep nesting": lambda rng, obs: b"\x91" * 5000 + b"\xc0",
+    "long key name": lambda rng, obs: _with(obs, "k" * int(rng.integers(10_000, 100_000)), 1),
+    "long NaN state": lambda rng, obs: _with(obs, "state", np.full(int(rng.integers(1000, 50_000)), np.nan)),
+    "map bomb": lambda rng, obs: b"\xdc\x03\xe8" + (b"\xdc\x04\x00" + b"\x80" * 1024) * 1000,  # 1 MB
+    "long list": lambda rng, obs: b"\xdd" + (200_000).to_bytes(4, "big") + b"\x01" * 200_000,
     "text frame": lambda rng, obs: "not a binary frame",
 }
 
