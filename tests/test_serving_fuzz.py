@@ -1,5 +1,5 @@
-"""Malformed frames at a vla-serve process: each is refused by name, a well-formed client is served correctly
-all along, and the server's memory stays flat."""
+"""Hostile input at a vla-serve server: malformed frames refused by name with a short error, a well-formed client
+served correctly all along, the server's memory flat, decoding bombs bounded, and policies that misbehave caught."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from policies.expert_policy import EXPERT_ACTIONS, ExpertPolicy
-from policies.serving.client import PolicyClient
+from policies.serving.client import PolicyClient, ServerError
 from policies.serving.server import PolicyServer, ServerThread
 from policies.serving.wire import TOO_MANY, WireError, pack, unpack
 
@@ -298,3 +298,40 @@ def test_healthz_answers_within_100_ms_while_a_16_mib_hostile_frame_is_decoded(e
             if slowest_healthz < 0.1:
                 break
         assert min(slowest) < 0.1, f"healthz took up to {slowest} s in three tries"
+
+
+# -- policies that misbehave --------------------------------------------------------------------------------
+class LyingPolicy(ExpertPolicy):
+    """Stateless; its actions are whatever the observation's privileged actions are, of any shape, or it
+    raises with a megabyte of text when the instruction says "raise"."""
+
+    def infer_batch(self, observations):
+        if observations[0]["instruction"] == "raise":
+            raise RuntimeError("x" * 2**20)
+        return super().infer_batch(observations)
+
+
+def test_replies_are_checked_against_the_advertised_shape():
+    """The expert server echoed a (3, 5) reply although its metadata says (1, 7): now the server refuses to
+    send it, naming both shapes, and a client checks what any server sends against that server's metadata."""
+    with ServerThread(PolicyServer(LyingPolicy, port=0, kind="expert")) as running:
+        client = PolicyClient(port=running.port)
+        assert (client.server_metadata["chunk_size"], client.server_metadata["action_dim"]) == (1, 7)
+        obs = valid_obs(np.random.default_rng(0))
+        wrong = {**obs, EXPERT_ACTIONS: np.zeros((3, 5), np.float32)}
+        with pytest.raises(ServerError, match=r"shape \(3, 5\).*advertises \(1, 7\)"):
+            client.infer(wrong)
+        client = PolicyClient(port=running.port)  # connected: the metadata is not read again
+        client.server_metadata["chunk_size"] = 2  # as if the server advertised one shape and sent another
+        with pytest.raises(ServerError, match=r"sent actions of shape \(1, 7\).*advertises \(2, 7\)"):
+            client.infer(obs)
+
+
+def test_a_failing_policy_logs_and_answers_a_bounded_text(caplog):
+    with ServerThread(PolicyServer(LyingPolicy, port=0, kind="expert")) as running:
+        client = PolicyClient(port=running.port)
+        with caplog.at_level(logging.INFO), pytest.raises(ServerError, match="inference failed") as failed:
+            client.infer({**valid_obs(np.random.default_rng(0)), "instruction": "raise"})
+    assert "characters cut]" in str(failed.value) and len(str(failed.value)) < 1024
+    lines = [line for record in caplog.records for line in record.getMessage().splitlines()]
+    assert any("RuntimeError" in line for line in lines) and max(map(len, lines)) <= 1024
