@@ -17,7 +17,8 @@ import sys
 import numpy as np
 
 import sim
-from policies.evaluation.evaluate import as_policy, env_config
+from policies.evaluation.evaluate import env_config
+from policies.loading import load_policy
 from policies.seeds import TUNE
 
 
@@ -50,7 +51,7 @@ def probe(policy, task: str, scenes: int) -> dict[str, float]:
 
 def main(argv: list[str]) -> None:
     options = dict(arg.split("=", 1) for arg in argv)
-    policy = as_policy(options["checkpoint"])
+    policy = load_policy(options["checkpoint"])
     tasks = sim.resolve_tasks(options.get("tasks", "[PressButton,PickUp]").strip("[]").split(","))
     scenes = int(options.get("scenes", 30))
     print(f"{options['checkpoint']}: first action nearest the named goal's expert action, {scenes} scenes")

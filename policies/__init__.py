@@ -1,9 +1,24 @@
-"""policies: the composition layer: the policy interface, rollouts, evaluation, reports and recording.
+"""policies: the composition layer: the policy interface, rollouts, evaluation, serving, deployment, recording.
 
-The top-level modules (base, vla_policy, expert_policy, chunking, rollout, seeds, threads, parent_watch, and
-cli, the apps' command line) are the interface and what every wing uses; ``reports/`` (results documents,
-videos, plots) sits beside them and imports nothing but them. The wings, ``evaluation/``, ``recording/``,
-``serving/`` and ``runtime/``, import those and not each other, except that ``runtime/`` drives
-``evaluation/``'s environment (``SimRobot``), loads policies with its ``as_policy`` and speaks ``serving/``'s
-wire format. ``apps/`` composes the wings.
+The core is the top-level modules: the policy interface (``base``), the policies (``vla_policy``,
+``expert_policy``), building one from options (``loading``, for ``vla-eval``, ``vla-serve`` and
+``vla-deploy``), the simulators' suites (``suites``), chunk execution, rollouts, seeds, process helpers and the apps' command line (``cli``).
+It imports ``sim``, ``vla`` and itself, never a wing.
+
+The wings (``WINGS``) import the core, ``vla`` and ``sim``, and another wing only where ``WING_IMPORTS``
+declares it: ``evaluation/`` and ``runtime/`` write their reports with ``reports/`` (results documents,
+videos, plots, which imports nothing but the core); ``runtime/`` drives ``evaluation/``'s environment
+(``SimRobot`` wraps ``EvalEnv``) and speaks ``serving/``'s wire format through its client; ``apps/`` composes
+them all. ``tests/test_import_rules.py`` reads every import of ``sim``, ``vla`` and ``policies`` and fails on
+one these rules do not allow, and on any import circle.
 """
+
+WINGS = ("evaluation", "recording", "reports", "serving", "runtime", "apps")
+WING_IMPORTS = {  # wing -> the other wings it may import
+    "evaluation": ("reports",),
+    "recording": (),
+    "reports": (),
+    "serving": (),
+    "runtime": ("evaluation", "reports", "serving"),
+    "apps": WINGS,
+}

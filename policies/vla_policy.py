@@ -16,7 +16,6 @@ policy trained on, say, absolute joint targets is refused by a [-1, 1] environme
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,17 +23,11 @@ import torch
 from policies.base import ACTIONS
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from vla.data.transforms import to_chw
+from vla.model.io import resolve_checkpoint
 from vla.model.precision import inference_dtype
 from vla.model.vla import VLA
-from vla.train import checkpoint as train_checkpoint
 
 RANGE_TOLERANCE = 1e-6  # float32 rounding of bounds that are equal in the data and the environment
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, a ``vla-train`` run directory, its ``checkpoints/`` or its ``checkpoints/last``:
-    the one rule of every command that takes a checkpoint (``vla.train.checkpoint.resolve_checkpoint``)."""
-    return train_checkpoint.resolve_checkpoint(path)
 
 
 class VLAPolicy:

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 
 import configs
 import sim.metaworld
+from policies import suites
 from policies.apps.demo import DemoConfig, demo_train
-from policies.recording import suites
 from vla.train.config import TrainConfig
 
 DEMO_PRESETS = sorted(

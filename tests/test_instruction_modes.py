@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import sim
-from policies.evaluation.evaluate import EvalConfig, evaluate, run
-from policies.evaluation.instruction import evaluate_instruction_following, instruction_markdown, swap_goal
+from policies.evaluation.evaluate import EvalConfig, evaluate, evaluate_instruction_following, run
+from policies.evaluation.instruction import instruction_markdown, swap_goal
 from policies.seeds import HELDOUT
 
 LANGUAGE = sim.language_tasks()

@@ -17,10 +17,13 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from policies.evaluation.evaluate import evaluate
+from policies.runtime import deploy
 from policies.runtime.deploy import DeployConfig, run
+from policies.runtime.loop import PolicyStalled
 from policies.runtime.recorder import SIDECAR
 from policies.runtime.sim_robot import RemoteSimRobot, SimRobot
 from policies.seeds import HELDOUT
+from policies.serving.client import API_KEY_ENV
 from vla.data import cli
 from vla.data.meta import load_meta
 
@@ -212,3 +215,62 @@ def test_vla_deploy_exits_non_zero_on_sigint_with_the_robot_stopped(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["stopped"] == "e-stop: signal SIGINT" and len(report["episodes"]) < 5
     assert (tmp_path / "timing.csv").read_text().count("\n") > 1  # the interrupted episode's ticks too
+
+
+def test_no_file_a_deploy_run_writes_holds_the_api_key(tmp_path, monkeypatch):
+    """The key came back in clear in every report.json. It is now read from $VLA_SERVE_API_KEY when not
+    given (so it stays out of the command line), and written nowhere: not in the report, the timing, the
+    plot or a recorded dataset."""
+    from policies.expert_policy import ExpertPolicy
+    from policies.serving.server import PolicyServer, ServerThread
+
+    key = "secret-" + "k" * 24
+    options = dict(
+        task="PressButton", max_steps=6, rate_hz=100, async_inference=False, record=str(tmp_path / "data")
+    )
+    with ServerThread(PolicyServer(ExpertPolicy, port=0, api_key=key, kind="expert")) as server:
+        address = f"127.0.0.1:{server.port}"
+        monkeypatch.setenv(API_KEY_ENV, key)
+        from_env = run(DeployConfig(server=address, **options, out=str(tmp_path / "env")))
+        monkeypatch.delenv(API_KEY_ENV)
+        given = run(
+            DeployConfig(
+                server=address, api_key=key, **options, seed=HELDOUT.start + 1, out=str(tmp_path / "arg")
+            )
+        )
+    assert from_env["episodes"][0]["steps"] == given["episodes"][0]["steps"] == 6
+    assert from_env["config"]["api_key"] == "<hidden>"
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(written) > 10
+    assert not [path for path in written if key.encode() in path.read_bytes()]
+
+
+def test_a_watchdog_stop_reports_the_interrupted_episodes_interventions(tmp_path, monkeypatch):
+    """A policy that answers twice, then stalls: the loop holds the robot at every tick (watchdog) until
+    stall_timeout_s, then stops. report.md said "Safety interventions: none" after 50 holds, because the
+    interrupted episode was left out of the counts; it is now in the report, marked stopped."""
+
+    class Stalling:
+        cameras, image_size, calls = (), None, 0
+
+        def reset(self):
+            pass
+
+        def infer(self, obs):
+            self.calls += 1
+            if self.calls > 2:  # the warm-up and the episode's first chunk are answered, then nothing
+                time.sleep(2.0)
+            return {"actions": np.tile([0, 0, 0.2, 0, 0, 0, -1], (5, 1)).astype(np.float32)}
+
+    monkeypatch.setattr(deploy, "make_policy", lambda config: Stalling())
+    config = DeployConfig(
+        policy="expert", task="PressButton", rate_hz=100, stall_timeout_s=0.3, out=str(tmp_path)
+    )
+    with pytest.raises(PolicyStalled):
+        run(config)
+    report = json.loads((tmp_path / "report.json").read_text())
+    [episode] = report["episodes"]
+    assert episode["stopped"] and episode["success"] is None and episode["steps"] == 5
+    assert report["interventions"]["watchdog"] == episode["watchdog_holds"] >= 20
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"watchdog: {episode['watchdog_holds']}" in markdown and "| stopped |" in markdown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import replace
 
@@ -124,7 +125,7 @@ def test_fuzzing_never_sends_a_command_outside_the_limits(predictive):
     middling, and loose joints (workspace and step caps). Not one command breaks a limit. Without
     predict_joints the joint rules are reactive (docs/runtime.md): every other limit still holds, and no joint
     gets further than one step's travel past its margin."""
-    total, counts = 0, Counter()
+    total, counts, sent, holds, started = 0, Counter(), 0, 0, time.perf_counter()
     for joint_gain, seed in ((6.0, 1), (2.5, 2), (0.5, 3), (0.5, 4)):
         arm = KinematicArm(LIMITS, seed, predictive)
         arm.jacobian *= joint_gain / 6
@@ -146,10 +147,15 @@ def test_fuzzing_never_sends_a_command_outside_the_limits(predictive):
         assert safety.counts["non_finite"] == nonfinite and arm.stops >= nonfinite
         total += len(actions)
         counts += safety.counts
+        sent, holds = sent + arm.commands, holds + arm.stops
     # every check was exercised (and so could have failed), not just the first in line
     checks = ["out_of_range", "translation_cap", "rotation_cap", "workspace", "joint_step", "joint_limit"]
     assert all(counts[reason] > 20 for reason in [*checks, "gripper_rate"]), counts
     assert total == (100_000 if predictive else 20_000)
+    print(
+        f"{total} hostile actions in {time.perf_counter() - started:.1f} s: {sent} sent, {holds} holds, "
+        f"none outside the limits; interventions {dict(sorted(counts.items()))}"
+    )
 
 
 def test_fuzzing_stale_and_duplicated_chunks_through_the_schedule():
@@ -313,3 +319,38 @@ def test_tightened_refuses_to_loosen_a_robot_limit():
         SafetyLayer(LIMITS, scale=2.0)
     assert gripper_command(np.r_[np.zeros(9), 0.08, np.zeros(7)]) == -1.0  # fully open
     assert gripper_command(np.r_[np.zeros(9), 0.0, np.zeros(7)]) == 1.0
+
+
+class BentArm(KinematicArm):
+    """Joint 0 follows the TCP's x through a sine, as a real arm's IK bends: the chord between the targets
+    of no motion and of the full step (the layer's linear estimate) lies below the curve, so the linearly
+    scaled step still moves joint 0 further than max_joint_step."""
+
+    GAIN = 8.0  # rad per m at the origin
+
+    def joints_at(self, position):
+        joints = np.zeros(np.shape(position)[:-1] + (7,))
+        joints[..., 0] = np.sin(self.GAIN * (np.asarray(position)[..., 0] - self.origin[0]))
+        return joints
+
+
+def test_a_step_the_linear_estimate_cannot_scale_is_scaled_further_not_held_forever():
+    """A policy that keeps proposing the same full step along x: the linear fraction's own targets break the
+    joint-step rule, so the layer searches a smaller fraction instead of holding (which livelocked: the
+    scene never changed, so the policy proposed the same step for ever). The arm makes progress at every
+    tick, and no command breaks a limit."""
+    limits = replace(LIMITS, max_translation=0.05, max_joint_step=0.2, joint_margin=0.0)
+    arm = BentArm(limits)
+    safety = SafetyLayer(limits)
+    safety.reset(arm.state())
+    push = np.array([1.0, 0, 0, 0, 0, 0, -1])
+    start = arm.joints_at(arm.position)
+    full = arm.predict_joints(push)
+    linear = limits.max_joint_step / abs(full[0] - start[0])  # the chord's fraction
+    linear_targets = arm.predict_joints(push * np.r_[np.full(6, linear), 1])
+    assert abs(linear_targets[0] - start[0]) > limits.max_joint_step  # the case: linear is not enough
+    commands = [safety.step(arm, push, arm.state()) for _ in range(3)]
+    assert not any(command.held for command in commands), [c.reasons for c in commands]
+    assert 0.5 * linear < commands[0].action[0] < linear  # scaled below the chord's fraction, not to nothing
+    assert arm.position[0] > arm.origin[0] + 0.02  # progress: two centimetres in three ticks
+    assert set(arm.violations().values()) == {0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosed
+from websockets.server import ServerProtocol
 
 import sim
 from policies.evaluation.envs import make_eval_env
@@ -205,6 +207,38 @@ def test_a_late_reply_raises_timeout_and_is_never_returned_later():
         assert client.infer(small_obs(2.0))["actions"][0, 0] == 2.0
 
 
+def _stalled_server(listener: socket.socket, release: threading.Event) -> None:
+    """Accept one websocket, send metadata, then never read again: a hung server process or machine."""
+    sock, _ = listener.accept()
+    protocol = ServerProtocol()
+    while not (events := protocol.events_received()):
+        protocol.receive_data(sock.recv(65536))
+    protocol.send_response(protocol.accept(events[0]))
+    protocol.send_binary(pack({"max_frame_bytes": 2**20}))
+    for data in protocol.data_to_send():
+        sock.sendall(data)
+    release.wait(10)
+    sock.close()
+
+
+def test_the_client_raises_after_timeout_s_not_twice_it():
+    """timeout_s=1.0 raised after 2.0 s from a hung server: the client then closed the connection politely
+    and waited close_timeout for a closing handshake that never came. It drops the connection at once now."""
+    listener, release = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    server = threading.Thread(target=_stalled_server, args=(listener, release), daemon=True)
+    server.start()
+    try:
+        client = PolicyClient(port=listener.getsockname()[1], timeout_s=1.0, connect_retries=0)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match=r"within 1\.0 s"):
+            client.infer(small_obs(1.0))
+        assert 1.0 <= time.perf_counter() - started < 1.3
+    finally:
+        release.set()
+        server.join(10)
+        listener.close()
+
+
 def test_a_client_that_vanishes_mid_request_leaves_the_others_served():
     with ServerThread(PolicyServer(lambda: SlowPolicy(0.5), port=0)) as running:
         for _ in range(3):  # each one sends an observation and disappears before the answer
@@ -283,7 +317,7 @@ def test_a_stateful_policy_gets_an_instance_per_connection_and_reset_starts_over
 
 # -- security and limits ---------------------------------------------------------------------------------------
 def test_listening_beyond_loopback_requires_a_key_and_checks_it(observations):
-    with pytest.raises(ValueError, match="requires api_key"):
+    with pytest.raises(ValueError, match="requires an API key"):
         PolicyServer(ExpertPolicy, host="0.0.0.0", port=0)
     with pytest.raises(ValueError, match="at least 16 characters"):
         PolicyServer(ExpertPolicy, host="0.0.0.0", port=0, api_key="short")
@@ -351,7 +385,7 @@ def test_serve_config_is_checked(monkeypatch):
     monkeypatch.delenv("VLA_SERVE_API_KEY", raising=False)
     with pytest.raises(ValueError, match="exactly one of checkpoint=DIR and policy=expert"):
         _config()
-    with pytest.raises(ValueError, match="requires api_key"):
+    with pytest.raises(ValueError, match="requires an API key"):
         _config("policy=expert", "host=0.0.0.0")
     with pytest.raises(ValueError, match="a target must be 'state'"):
         _config("policy=expert", "key_map={observation/image: picture}")

@@ -11,6 +11,7 @@ from conftest import synthetic_episode
 from toy_vla import ToyVLA, demo_model, make_config
 
 from vla.data.writer import DatasetWriter
+from vla.model.io import resolve_checkpoint
 from vla.train import checkpoint as ckpt
 from vla.train.loop import train
 
@@ -107,15 +108,15 @@ def test_every_form_of_a_checkpoint_path_resolves(dataset, tmp_path):
     train(make_config(dataset, run, steps=3), ToyVLA)
     newest = run / "checkpoints/000003"
     for form in (newest, run, run / "checkpoints", run / "checkpoints/last", str(run / "checkpoints/last")):
-        assert ckpt.resolve_checkpoint(form) == newest
-    assert ckpt.resolve_checkpoint(run / "checkpoints/000002") == run / "checkpoints/000002"
+        assert resolve_checkpoint(form) == newest
+    assert resolve_checkpoint(run / "checkpoints/000002") == run / "checkpoints/000002"
     with pytest.raises(FileNotFoundError, match=r"is not a checkpoint: give a checkpoint directory"):
-        ckpt.resolve_checkpoint(tmp_path)
+        resolve_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no such file or directory"):
-        ckpt.resolve_checkpoint(run / "checkpoints/000009")
+        resolve_checkpoint(run / "checkpoints/000009")
     (run / "checkpoints/last").write_text("000009\n")
     with pytest.raises(ckpt.CheckpointError, match=r"last: names '000009'"):
-        ckpt.resolve_checkpoint(run / "checkpoints/last")
+        resolve_checkpoint(run / "checkpoints/last")
 
 
 def test_vla_train_resumes_from_the_last_pointer_of_another_run(dataset, tmp_path):

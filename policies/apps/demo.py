@@ -36,18 +36,12 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 import sim
-from policies import cli
+from policies import cli, suites
 from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.card import append_evaluation
-from policies.evaluation.evaluate import EvalConfig, run
-from policies.evaluation.instruction import (
-    NORMAL,
-    evaluate_instruction_following,
-    mode_document,
-    resolve_modes,
-)
-from policies.recording import suites
+from policies.evaluation.evaluate import EvalConfig, evaluate_instruction_following, run
+from policies.evaluation.instruction import NORMAL, mode_document, resolve_modes
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
 from sim import metaworld as mw

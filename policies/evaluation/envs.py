@@ -22,11 +22,11 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 import sim
+from policies import suites
 from policies.evaluation import instruction
 from policies.evaluation.metaworld import MetaWorldSettings
 from policies.expert_policy import EXPERT_ACTIONS
 from policies.parent_watch import exit_with_parent
-from policies.recording import suites
 
 
 class Transition(NamedTuple):

@@ -37,6 +37,7 @@ from policies.evaluation.envs import make_pool
 from policies.evaluation.instruction import (
     BLANK,
     NORMAL,
+    SWAP,
     blank_instructions_allowed,
     check_modes,
     heldout_templates,
@@ -46,43 +47,15 @@ from policies.evaluation.instruction import (
     top_level_mode,
 )
 from policies.expert_policy import ExpertPolicy
+from policies.loading import EXPERT, load_policy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
 from sim import grasp
 from vla.model.precision import PRECISIONS
 
-EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
 FRAME_CODECS = ("none", "libx264")
 GRASP_WINDOW_S = 1.0  # a grasp is timely when the gripper closes within this long of reaching the object
-
-
-def as_policy(
-    spec,
-    camera_map: dict | None = None,
-    device: str | None = None,
-    expert_noise: float = 0.0,
-    precision: str = "fp32",
-):
-    """``"expert"``, a checkpoint or ``vla-train`` run directory, a ``VLA`` in memory, or a policy object.
-    ``device``: where a checkpoint is loaded (None: the CPU); an in-memory VLA stays where it is unless given.
-    ``precision``: the float type a checkpoint computes in (``VLAPolicy``)."""
-    if isinstance(spec, str) and spec == EXPERT:
-        return ExpertPolicy(expert_noise)
-    if isinstance(spec, (str, Path)):
-        from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is asked for
-
-        return VLAPolicy(spec, camera_map, device or "cpu", precision=precision)
-    if hasattr(spec, "infer"):
-        return spec
-    from policies.vla_policy import VLAPolicy
-    from vla.model.vla import VLA
-
-    if isinstance(spec, VLA):
-        return VLAPolicy.from_model(spec, camera_map, device)
-    raise TypeError(
-        f"cannot evaluate a {type(spec).__name__}: give a checkpoint, 'expert', a VLA or a policy"
-    )
 
 
 def env_config(policy, env_options: dict | None, tasks: list[str] | None = None, videos: bool = False):
@@ -142,7 +115,13 @@ def evaluate(
     seeds = episode_seeds(split, episodes_per_task, seed)
     if frame_codec not in FRAME_CODECS:
         raise ValueError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
-    policy = as_policy(checkpoint_or_policy, camera_map, device, expert_noise, precision)
+    policy = load_policy(
+        checkpoint_or_policy,
+        camera_map=camera_map,
+        device=device,
+        precision=precision,
+        expert_noise=expert_noise,
+    )
     # Read before a wrapper hides the policy's attributes.
     expert = policy.noise if isinstance(policy, ExpertPolicy) else None
     execution = _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split, frame_codec)
@@ -162,6 +141,21 @@ def evaluate(
         document["protocol"]["metaworld"] = mw_eval.protocol(config, tasks)
         document["metaworld"] = mw_eval.summary(document["tasks"])
     return {**document, "timing": _timing(timing)}
+
+
+def evaluate_instruction_following(
+    checkpoint_or_policy,
+    tasks: Any = None,
+    episodes_per_task: int = 20,
+    modes: Any = (NORMAL, SWAP),
+    **evaluate_options,
+) -> dict:
+    """Evaluate ``modes`` on ``tasks`` (default: every language task); return the results document, whose
+    ``instruction_modes[mode]`` holds each mode's results and ``instruction_markdown(document)`` renders
+    them. ``evaluate_options``: ``evaluate``'s (seed, num_envs, split, out, holdout_templates, ...)."""
+    tasks = sim.language_tasks() if tasks is None else tasks
+    modes = list(resolve_modes(modes))
+    return evaluate(checkpoint_or_policy, tasks, episodes_per_task, instruction=modes, **evaluate_options)
 
 
 def _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split, frame_codec) -> dict:

@@ -14,7 +14,8 @@ scenes) with another instruction:
   the last, the one ``vla-record holdout_templates=last`` never recorded).
 
 The environment side (``EvalEnv``) resets with ``reset_episode``; ``evaluate`` runs the modes and files
-their results under ``results["instruction_modes"][mode]`` (docs/evaluation.md). Module-level imports stay
+their results under ``results["instruction_modes"][mode]`` (docs/evaluation.md);
+``evaluate.evaluate_instruction_following`` is the apps' way to ask for them. Module-level imports stay
 free of torch, as for ``policies.evaluation.evaluate``.
 """
 
@@ -186,27 +187,3 @@ def instruction_markdown(document: dict) -> str:
 def _cell(entry: dict, mode: str) -> str:
     cell = f"{rate_with_interval(entry['success_rate'], entry['ci95'])} ({entry['successes']}/{entry['episodes']})"
     return f"{cell} (chance {entry['chance']:.0%})" if mode == BLANK else cell
-
-
-# -- the API the apps call ----------------------------------------------------------------------------------
-def evaluate_instruction_following(
-    checkpoint_or_policy,
-    tasks: Any = None,
-    episodes_per_task: int = 20,
-    modes: Any = (NORMAL, SWAP),
-    **evaluate_options,
-) -> dict:
-    """Evaluate ``modes`` on ``tasks`` (default: every language task); return the results document, whose
-    ``instruction_modes[mode]`` holds each mode's results and ``instruction_markdown(document)`` renders
-    them. ``evaluate_options``: ``policies.evaluation.evaluate.evaluate``'s (seed, num_envs, split, out,
-    holdout_templates, ...)."""
-    from policies.evaluation.evaluate import evaluate  # evaluate imports this module
-
-    tasks = sim.language_tasks() if tasks is None else tasks
-    return evaluate(
-        checkpoint_or_policy,
-        tasks,
-        episodes_per_task,
-        instruction=list(resolve_modes(modes)),
-        **evaluate_options,
-    )

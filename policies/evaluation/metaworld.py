@@ -5,7 +5,7 @@ per task, 500 steps), the environments' settings (``MetaWorldSettings``, in plac
 protocol's Meta-World fields and the ``metaworld`` section of the results: the mean over tasks (what
 ``lerobot-eval`` pools) and the means per difficulty bucket and of the buckets present (what papers print).
 The closed loop, the seeds and the per-task results are the evaluator's own. Task ids and the scripted
-experts come from ``policies.recording.suites``, the one dispatch between the two simulators.
+experts come from ``policies.suites``, the one dispatch between the two simulators.
 
 Module-level imports stay free of torch and of Meta-World itself (spawned workers import this module; a
 process without Meta-World must be able to say how to get it).
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policies.recording import suites
+from policies import suites
 from policies.reports.results import rate_with_interval
 from policies.seeds import wilson_interval
 from sim import metaworld as mw

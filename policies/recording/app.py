@@ -31,9 +31,8 @@ from hydra.core.config_store import ConfigStore
 from tqdm import tqdm
 
 import sim
-from policies import cli
+from policies import cli, suites
 from policies.parent_watch import exit_with_parent
-from policies.recording import suites
 from policies.recording.settings import match_settings
 from policies.recording.worker import EpisodeJob, RecordedEpisode, record_episode
 from policies.seeds import RECORDING
@@ -51,7 +50,7 @@ LABELS = ("intended", "executed")
 
 @dataclass
 class RecordConfig:
-    task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.recording.suites)
+    task: Any = "all"  # "all", a task name, a list of names, or Meta-World ids (policies.suites)
     episodes_per_task: int = 10  # kept episodes per task; re-running tops each task up to this many
     out: str = "data/demos"  # the dataset; topping up needs the settings as recorded (meta/recording.json)
     keep: str = "success"  # "success": drop failed episodes; "all": keep every episode

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.recording import suites
+from policies import suites
 from policies.rollout import run_episode
 from vla.data.video import EncodedVideo, encode_video
 

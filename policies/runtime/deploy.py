@@ -3,7 +3,7 @@
     vla-deploy policy=expert task=PickUp episodes=10                         # a rehearsal in simulation
     vla-deploy checkpoint=runs/tiny task=PickUp remote=true episodes=20      # the simulator in its own process
     vla-deploy checkpoint=runs/tiny async_inference=false                    # vla-eval's receding horizon
-    vla-deploy server=gpu-box:8000 api_key=KEY task=PickUp                   # a policy served by vla-serve
+    VLA_SERVE_API_KEY=KEY vla-deploy server=gpu-box:8000 task=PickUp         # a policy served by vla-serve
     vla-deploy checkpoint=runs/tiny safety.scale=0.3 safety.max_translation=0.02   # a slow first run
     vla-deploy checkpoint=runs/tiny safety.dry_run=true                      # compute and log, send nothing
     vla-deploy policy=expert record=data/deployments episodes=5              # record what was executed
@@ -21,6 +21,7 @@ docs/runtime.md.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -31,18 +32,20 @@ from hydra.core.config_store import ConfigStore
 
 import sim
 from policies import cli
+from policies.loading import EXPERT, load_policy
 from policies.runtime import deploy_report
 from policies.runtime.deploy_franka import FrankaOptions, check_franky, close_cameras, make_franka
 from policies.runtime.estop import EStop, EStopped
-from policies.runtime.loop import ControlLoop, LoopConfig, PolicyStalled
+from policies.runtime.loop import ControlLoop, EpisodeRun, LoopConfig, PolicyStalled
 from policies.runtime.robots import BUILT_IN, FRANKA, SIM, load_robot_class, robot_path
 from policies.runtime.safety import SafetyLayer, tightened
 from policies.runtime.schedule import PolicyFailed
 from policies.seeds import HELDOUT, episode_seeds
+from policies.serving.client import API_KEY_ENV, PolicyClient
 from policies.threads import passive_openmp
 
 log = logging.getLogger(__name__)
-EXPERT = "expert"
+HIDDEN = "<hidden>"  # what report.json says of a given API key
 LIMIT_OPTIONS = (
     "max_translation",
     "max_rotation",
@@ -93,7 +96,8 @@ class DeployConfig:
     checkpoint: str | None = None  # the policy: a checkpoint or vla-train run directory, or
     policy: str | None = None  # "expert" (the scripted experts; robot=sim only), or
     server: str | None = None  # host:port of a vla-serve policy server
-    api_key: str | None = None  # server: sent as "Authorization: Api-Key <key>"
+    # server: sent as "Authorization: Api-Key <key>"; null: $VLA_SERVE_API_KEY. Never written to a file.
+    api_key: str | None = field(default=None, repr=False)
     instruction: str | None = None  # what the policy is told; null: the sim task's (robot=franka: required)
     episodes: int = 1  # episodes run one after the other
     rate_hz: float = 10.0  # control rate
@@ -125,6 +129,8 @@ class DeployConfig:
             )
         if self.server is not None:
             host_port(self.server)
+            if self.api_key is None:  # the environment keeps the key off the command line (and `ps`)
+                self.api_key = os.environ.get(API_KEY_ENV) or None
         if self.robot != FRANKA and self.franka.host is not None:
             raise ValueError(f"franka.host is set but robot={self.robot}: add robot=franka to run on the arm")
         if self.robot != SIM:
@@ -211,18 +217,11 @@ def host_port(server: str) -> tuple[str, int]:
 
 
 def make_policy(config: DeployConfig):
-    if config.policy == EXPERT:
-        from policies.expert_policy import ExpertPolicy
-
-        return ExpertPolicy()
+    """The policy the options name: served (a client of ``server``), else loaded as vla-eval loads it."""
     if config.server is not None:
-        from policies.serving.client import PolicyClient  # the websocket client, only when asked for
-
         host, port = host_port(config.server)
         return PolicyClient(host=host, port=port, api_key=config.api_key)
-    from policies.evaluation.evaluate import as_policy
-
-    return as_policy(config.checkpoint, config.camera_map, config.device)
+    return load_policy(config.policy or config.checkpoint, camera_map=config.camera_map, device=config.device)
 
 
 def make_robot(config: DeployConfig, policy):
@@ -319,6 +318,7 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         interrupted = loop.current if loop is not None else None
         if interrupted is not None and len(episodes) == interrupted.index:  # not yet in the log
             ticks += interrupted.ticks
+            episodes.append(_interrupted_entry(interrupted, seeds[interrupted.index]))
         raise
     finally:
         if recorder is not None:
@@ -327,10 +327,24 @@ def run(config: DeployConfig, estop: EStop | None = None) -> dict:
         if robot_close is not None:
             robot_close()
         close_cameras(getattr(robot, "cameras", None))
-        doc = deploy_report.document(episodes, ticks, _plain(asdict(config)), stopped)
+        doc = deploy_report.document(episodes, ticks, _reported(config), stopped)
         if episodes or ticks or stopped:  # not for a set-up error (say, a limit looser than the robot's)
             deploy_report.write(config.out, doc, ticks, config.rate_hz)
     return doc
+
+
+def _interrupted_entry(run, seed: int | None) -> dict:
+    """The report's entry of an episode a stop cut short: what it did until then, not judged."""
+    entry = _episode_entry(run.index, seed, run.instruction, EpisodeRun(run.ticks, run.steps, False, None))
+    return {**entry, "stopped": True}
+
+
+def _reported(config: DeployConfig) -> dict:
+    """The options as report.json records them: JSON-ready, the API key hidden."""
+    options = _plain(asdict(config))
+    if options["api_key"] is not None:
+        options["api_key"] = HIDDEN
+    return options
 
 
 def _stop(robot) -> None:

@@ -10,11 +10,12 @@ reported all the same.
     {
         "episodes": [{"episode", "seed", "instruction", "success", "steps", "ticks", "holds",
                       "watchdog_holds", "dropped", "chunks", "interventions": {reason: n},
-                      "jitter_ms": {mean, p50, p95, max}, "latency_ms": {...}, "recorded_as"}],
+                      "jitter_ms": {mean, p50, p95, max}, "latency_ms": {...}, "recorded_as",
+                      "stopped": true (only on an episode a stop cut short; its success is null)}],
         "success_rate", "successes", "judged", "ci95": [low, high],   # over episodes the robot judged
         "interventions": {reason: n}, "timing": {... all ticks ...},
         "stopped": null | "e-stop: signal SIGINT" | "the policy failed: ...",
-        "config": {... the vla-deploy options ...}
+        "config": {... the vla-deploy options; a given api_key reads "<hidden>" ...}
     }
 """
 
@@ -92,8 +93,9 @@ def markdown(doc: dict) -> str:
     ]
     for e in doc["episodes"]:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(e["interventions"].items())) or "-"
+        verdict = "stopped" if e.get("stopped") else _cell(e["success"], "not judged")
         lines.append(
-            f"| {e['episode']} | {_cell(e['seed'])} | {_cell(e['success'], 'not judged')} | {e['steps']} "
+            f"| {e['episode']} | {_cell(e['seed'])} | {verdict} | {e['steps']} "
             f"| {e['ticks']} | {e['holds']} "
             f"| {e['dropped']} | {reasons} | {_ms(e['jitter_ms'])} | {_ms(e['latency_ms'])} |"
         )

@@ -22,11 +22,13 @@ controller does (``sim.controller``): anchored at the measured TCP when an episo
 measured TCP. A translation is allowed only as far as that commanded position stays in the box (an axis
 already outside may only move back in). Joints: a robot with ``predict_joints(action)`` (its IK, without
 moving) gets exact checks: the arm part of the action is scaled down to the largest fraction whose joint
-targets respect both joint rules, or held when even no motion does. A robot without it cannot tell before
-sending, so its measured joints (the state's last 7 entries) are watched instead: a joint that moved more than
-``max_joint_step`` in the last step holds the robot, and an arm motion after which a joint inside its margin
-went further in is blocked (any action with a component along it is held) until every joint has left its
-margin; motions away pass. A joint can so creep at most one step into its margin per direction tried.
+targets respect both joint rules (the linear estimate between the targets of no motion and of the full
+action, bisected further down when the IK's curve makes it fail), or held when even no motion does. A robot
+without it cannot tell before sending, so its measured joints (the state's last 7 entries) are watched
+instead: a joint that moved more than ``max_joint_step`` in the last step holds the robot, and an arm motion
+after which a joint inside its margin went further in is blocked (any action with a component along it is
+held) until every joint has left its margin; motions away pass. A joint can so creep at most one step into
+its margin per direction tried.
 ``enabled=False`` keeps only the first two checks and the scale; nothing non-finite or outside [-1, 1] is
 ever sent. ``dry_run=True`` computes and logs everything and sends nothing.
 """
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 GRIPPER_OPEN_WIDTH = 0.08  # m between the pads at gripper command -1 (sim.contract)
 TOLERANCE = 1e-9  # relative slack before a cap counts as exceeded (float rounding is not an intervention)
+SHRINK_STEPS = 10  # bisection steps below a failed linear fraction: at most 10 more IK calls per step
 LOGGED_PER_REASON = 5  # interventions of one reason logged at INFO per episode; the rest at DEBUG
 ARM = slice(0, 6)
 TRANSLATION, ROTATION, GRIPPER = slice(0, 3), slice(3, 6), 6
@@ -227,12 +230,33 @@ class SafetyLayer:
         if self._violation(start, joints, low, high) is not None:
             return None  # even no motion breaks a joint rule (the commanded pose leads too far): hold
         fraction = _largest_fraction(start, end, low, high)
+        fraction = self._passing_fraction(action, fraction, predict, joints, low, high)
+        if fraction <= 0:
+            return None
         scaled = action.copy()
         scaled[ARM] *= fraction
-        # The robot's IK is not linear: the scaled action must itself pass, or the step is held.
-        if fraction <= 0 or self._violation(_targets(predict, scaled), joints, low, high) is not None:
-            return None
         return scaled
+
+    def _passing_fraction(self, action: np.ndarray, linear: float, predict, joints, low, high) -> float:
+        """The largest fraction of the arm motion whose own joint targets pass, at most ``linear`` (the
+        chord's estimate, exact for a linear IK) and within ``linear * 2**-SHRINK_STEPS`` of the largest;
+        0 when none was found. A real IK bends, so the estimate itself may fail; holding then would livelock
+        (the scene stays, the policy proposes the same step, the arm never moves), so the fraction is
+        bisected between 0 (no motion, which passes) and the estimate. Only fractions whose targets were
+        checked are ever returned."""
+
+        def passes(fraction: float) -> bool:
+            scaled = action.copy()
+            scaled[ARM] *= fraction
+            return self._violation(_targets(predict, scaled), joints, low, high) is None
+
+        if linear <= 0 or passes(linear):
+            return linear
+        good, bad = 0.0, linear
+        for _ in range(SHRINK_STEPS):
+            middle = (good + bad) / 2
+            good, bad = (middle, bad) if passes(middle) else (good, middle)
+        return good
 
     def _reactive_joint_check(self, action: np.ndarray, joints: np.ndarray, reasons: list[str]):
         if self._joints is not None and np.any(np.abs(joints - self._joints) > self.limits.max_joint_step):

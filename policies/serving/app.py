@@ -1,8 +1,7 @@
 """``vla-serve``: a checkpoint (or the scripted expert) behind a websocket, for openpi's client or ours.
 
     vla-serve checkpoint=runs/tiny                                  # ws://127.0.0.1:8000, this machine only
-    vla-serve checkpoint=runs/tiny host=0.0.0.0 api_key=$KEY         # other machines: an API key is required
-    VLA_SERVE_API_KEY=$KEY vla-serve checkpoint=runs/tiny host=0.0.0.0   # the same, the key kept out of `ps`
+    VLA_SERVE_API_KEY=$KEY vla-serve checkpoint=runs/tiny host=0.0.0.0   # other machines: a key is required
     vla-serve policy=expert port=0                                   # tests: a free port, printed at start
     vla-serve checkpoint=DIR key_map='{observation/image: images/wrist, prompt: instruction}'
 
@@ -12,21 +11,20 @@ Options: ``configs/serve.yaml``, validated by ``ServeConfig``; the protocol: doc
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from policies import cli
-from policies.expert_policy import ExpertPolicy
+from policies.loading import EXPERT, load_policy
+from policies.serving.client import API_KEY_ENV
 from policies.serving.keys import check_key_map
 from policies.serving.server import PolicyServer, check_host
 from policies.threads import passive_openmp
 from vla.model.precision import PRECISIONS
 
-EXPERT = "expert"
 POLICIES = ("checkpoint", EXPERT)
-API_KEY_ENV = "VLA_SERVE_API_KEY"
 
 
 @dataclass
@@ -35,7 +33,8 @@ class ServeConfig:
     policy: str = "checkpoint"  # "checkpoint" | "expert" (reads the privileged actions in each observation)
     host: str = "127.0.0.1"  # anything but loopback requires api_key
     port: int = 8000  # 0: a free port, printed at start
-    api_key: str | None = None  # None: $VLA_SERVE_API_KEY if set; clients send "Authorization: Api-Key <key>"
+    # None: $VLA_SERVE_API_KEY if set; clients send "Authorization: Api-Key <key>"
+    api_key: str | None = field(default=None, repr=False)
     max_frame_mb: float = 16.0  # larger frames are refused (close code 1009) before they are read
     max_batch: int = 32  # most requests answered by one infer_batch
     key_map: Any = None  # {client key: observation key}; None: policies.serving.keys.DEFAULT_KEY_MAP
@@ -75,11 +74,8 @@ ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
 
 
 def make_policy(config: ServeConfig):
-    if config.policy == EXPERT:
-        return ExpertPolicy()
-    from policies.vla_policy import VLAPolicy  # torch and the model: only when a checkpoint is served
-
-    return VLAPolicy(config.checkpoint, config.camera_map, config.device, precision=config.precision)
+    spec = EXPERT if config.policy == EXPERT else config.checkpoint
+    return load_policy(spec, camera_map=config.camera_map, device=config.device, precision=config.precision)
 
 
 def build_server(config: ServeConfig) -> PolicyServer:

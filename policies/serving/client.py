@@ -1,6 +1,6 @@
 """``PolicyClient``: a policy served by ``vla-serve`` (or any openpi-compatible server) as a local ``Policy``.
 
-    client = PolicyClient("robot-pc.local", 8000, api_key=os.environ["VLA_API_KEY"], timeout_s=2.0)
+    client = PolicyClient("robot-pc.local", 8000, api_key=os.environ["VLA_SERVE_API_KEY"], timeout_s=2.0)
     client.server_metadata["cameras"]     # what the server reads, sent on connect
     actions = client.infer(obs)["actions"]  # float32 (K, D), un-normalized
 
@@ -20,15 +20,17 @@ Not thread-safe: one client per thread (each is one connection; the server batch
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from policies.serving.wire import WireError, pack, unpack
+from policies.serving.wire import WireError, bounded, pack, unpack
 
 ACTIONS = "actions"  # policies.base.ACTIONS, repeated: this module imports nothing of the stack
+API_KEY_ENV = "VLA_SERVE_API_KEY"  # where vla-serve and vla-deploy read the key from when not given
 MAX_BACKOFF_S = 5.0
 TOO_BIG_CLOSE_CODE = 1009  # websockets' close code for a frame over the server's max_size
 UNAUTHORIZED = 401
@@ -93,7 +95,7 @@ class PolicyClient:
                 reply = self._connection.recv(timeout=self.timeout_s)
                 break
             except TimeoutError:
-                self.close()
+                self._drop()
                 raise TimeoutError(f"no reply from {self.uri} within {self.timeout_s} s") from None
             except ConnectionClosed as error:
                 self.close()
@@ -105,12 +107,20 @@ class PolicyClient:
                     raise ConnectionError(f"the connection to {self.uri} dropped twice: {error}") from error
         if isinstance(reply, str):
             self.close()  # the server closes an errored connection; the next infer opens a new one
-            raise ServerError(f"{self.uri}: {reply}")
-        return _decode_reply(reply, self.uri)
+            raise ServerError(f"{self.uri}: {bounded(reply)}")
+        return _decode_reply(reply, self.uri, self.server_metadata)
 
     def close(self) -> None:
         self._connection = None
         self._opened.close()
+
+    def _drop(self) -> None:
+        """Close without the closing handshake: a server too busy to answer in time would keep a polite
+        close waiting up to another ``close_timeout`` (timeout_s=1.0 raised after 2.0 s)."""
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.socket.shutdown(socket.SHUT_RDWR)
+        self.close()
 
     def __enter__(self) -> PolicyClient:
         return self
@@ -161,7 +171,9 @@ class PolicyClient:
         ) from error
 
 
-def _decode_reply(reply: bytes, uri: str) -> dict:
+def _decode_reply(reply: bytes, uri: str, metadata: dict) -> dict:
+    """The reply's value, its actions checked against the shape ``metadata`` advertises (chunk_size,
+    action_dim; a missing or null entry: any)."""
     try:
         value = unpack(reply)
     except WireError as error:
@@ -169,5 +181,11 @@ def _decode_reply(reply: bytes, uri: str) -> dict:
     actions = value.get(ACTIONS) if isinstance(value, dict) else None
     if not isinstance(actions, np.ndarray) or actions.dtype.kind != "f" or actions.ndim != 2:
         raise ServerError(f"{uri} sent a reply without float (K, D) '{ACTIONS}'")
+    advertised = (metadata.get("chunk_size"), metadata.get("action_dim"))
+    if any(want is not None and got != want for got, want in zip(actions.shape, advertised, strict=True)):
+        raise ServerError(
+            f"{uri} sent actions of shape {actions.shape}; its metadata advertises "
+            f"{tuple('any' if n is None else n for n in advertised)} (chunk_size, action_dim)"
+        )
     # unpack's arrays are read-only views of the frame: hand back one the caller may modify
     return {**value, ACTIONS: actions.astype(np.float32, copy=True)}

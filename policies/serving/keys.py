@@ -37,6 +37,7 @@ DEFAULT_KEY_MAP = {
 MAX_INSTRUCTION_CHARS = (
     10_000  # far above any real instruction; stops a megabyte "prompt" reaching a tokenizer
 )
+SHOWN_INDICES = 10  # indices of NaN or inf state entries an error lists
 
 
 class ObservationError(ValueError):
@@ -136,9 +137,9 @@ def _state(fields: dict, state_dim: int | None, key_map: Mapping[str, str]) -> n
     if state_dim is not None and state.shape != (state_dim,):
         raise ObservationError(f"'{OBS_STATE}' must have {state_dim} values, got shape {state.shape}")
     if not np.isfinite(state).all():
-        raise ObservationError(
-            f"'{OBS_STATE}' holds NaN or inf at {np.flatnonzero(~np.isfinite(state)).tolist()}"
-        )
+        bad = np.flatnonzero(~np.isfinite(state))
+        shown = ", ".join(map(str, bad[:SHOWN_INDICES])) + (", ..." if len(bad) > SHOWN_INDICES else "")
+        raise ObservationError(f"'{OBS_STATE}' holds NaN or inf at {len(bad)} indices: [{shown}]")
     return state.astype(np.float32)
 
 

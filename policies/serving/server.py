@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -33,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from policies.base import ACTIONS, BatchPolicy, infer_batch
 from policies.expert_policy import EXPERT_ACTIONS, ExpertPolicy
 from policies.serving import keys
-from policies.serving.wire import pack, unpack
+from policies.serving.wire import bounded, pack, unpack
 from sim.contract import ACTION_DIM
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ def check_host(host: str, api_key: str | None) -> None:
         )
     if not is_loopback(host) and api_key is None:
         raise ValueError(
-            f"host={host!r} accepts connections from other machines, which requires api_key=... (clients then "
-            f"send 'Authorization: {AUTH_SCHEME} <key>'); serve on 127.0.0.1 to stay on this machine"
+            f"host={host!r} accepts connections from other machines, which requires an API key (set "
+            f"$VLA_SERVE_API_KEY; clients then send 'Authorization: {AUTH_SCHEME} <key>'); serve on 127.0.0.1 "
+            "to stay on this machine"
         )
 
 
@@ -131,6 +133,7 @@ class PolicyServer:
         kind = kind or type(self.policy).__name__
         self.metadata = describe(self.policy, kind, self.key_map, self.max_frame_bytes)
         self._metadata_frame = pack(self.metadata)
+        self._shape = (self.metadata["chunk_size"], self.metadata["action_dim"])  # None: not advertised
         self._queue: asyncio.Queue | None = None
         self._worker: ThreadPoolExecutor | None = None
 
@@ -208,7 +211,7 @@ class PolicyServer:
         await self._queue.put((policy, obs, future))
         output, infer_ms, batch_size = await future
         timing = {"infer_ms": infer_ms, "prev_total_ms": previous_ms, "batch_size": batch_size}
-        return pack({ACTIONS: _actions(output), "server_timing": timing})
+        return pack({ACTIONS: _actions(output, self._shape), "server_timing": timing})
 
     async def _checkout(self):
         if not self.stateful:
@@ -272,8 +275,9 @@ def _infer_all(batch: list[tuple]) -> list:
     return results
 
 
-def _actions(output) -> np.ndarray:
-    """The policy's actions as float32 (K, D), refusing what must not reach a robot."""
+def _actions(output, shape: tuple) -> np.ndarray:
+    """The policy's actions as float32 (K, D), refusing what must not reach a robot: anything but the
+    ``shape`` the metadata advertised (an entry None: any)."""
     actions = output.get(ACTIONS) if isinstance(output, dict) else None
     if actions is None:
         raise RuntimeError(f"the policy returned no '{ACTIONS}'")
@@ -281,6 +285,12 @@ def _actions(output) -> np.ndarray:
     if actions.dtype.kind != "f" or actions.ndim != 2 or actions.shape[0] < 1:
         raise RuntimeError(
             f"the policy returned {actions.dtype} actions of shape {actions.shape}, not float (K, D)"
+        )
+    if any(want is not None and got != want for got, want in zip(actions.shape, shape, strict=True)):
+        advertised = tuple("any" if n is None else n for n in shape)
+        raise RuntimeError(
+            f"the policy returned actions of shape {actions.shape}; the metadata advertises "
+            f"{advertised} (chunk_size, action_dim): refused"
         )
     if not np.isfinite(actions).all():
         raise RuntimeError("the policy returned NaN or inf actions")
@@ -291,13 +301,13 @@ async def _refuse(connection: ServerConnection, error: Exception) -> None:
     """The error as a text frame, then close code 1011 (openpi's convention)."""
     client_error = isinstance(error, ValueError)  # malformed frames and observations the policy refuses
     message = str(error) if client_error else f"inference failed: {type(error).__name__}: {error}"
-    log_error = log.info if client_error else log.error
-    log_error(
-        "refused a request from %s: %s",
-        connection.remote_address,
-        message,
-        exc_info=None if client_error else error,
-    )
+    message = bounded(message)  # it may quote the frame: a key, a dtype, megabytes of them
+    if client_error:
+        log.info("refused a request from %s: %s", connection.remote_address, message)
+    else:  # the traceback, each of its lines bounded as well (its last one repeats the message)
+        lines = traceback.format_exception(error)
+        trace = "".join(bounded(line.rstrip("\n")) + "\n" for line in "".join(lines).splitlines())
+        log.error("refused a request from %s: %s\n%s", connection.remote_address, message, trace.rstrip())
     reason = message.encode()[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
     with contextlib.suppress(ConnectionClosed):
         await connection.send(message)

@@ -9,6 +9,13 @@ Everything else is plain msgpack (maps, lists, str, bytes, int, float, bool, Non
 dtypes are refused both ways: they are how a pickle would sneak in, and no policy needs them. Decoding
 checks that the bytes match the dtype and shape, so a malformed frame is an error naming the problem
 (``WireError``), never a garbage array.
+
+Decoding is bounded, because it runs on a server's event loop: a frame's maps and lists, counted with their
+entries, number at most ``MAX_ENTRIES``, and none has more than ``MAX_CONTAINER_LEN`` entries (an
+observation has about ten maps and lists of a few entries each; array data travels as bytes). msgpack builds
+a Python object for each, so without the bounds a 16 MiB frame of empty maps took 5-7 s to decode, stalling
+every client and health check. Error texts that may quote a frame are cut to ``MAX_ERROR_CHARS``
+(``bounded``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,14 @@ import numpy as np
 
 NDARRAY, NPGENERIC = b"__ndarray__", b"__npgeneric__"
 REFUSED_KINDS = ("O", "V", "c")  # object, void (structured), complex
+MAX_ENTRIES = 16_384  # maps and lists in one frame, each counted with its entries (decodes in ~10 ms)
+MAX_CONTAINER_LEN = 1024  # entries of one map or list (checked before msgpack builds it)
+MAX_ERROR_CHARS = 512  # an error text quoting a frame is cut to this many characters
+MARKER_CHARS = 48  # room kept for the "... [N characters cut]" marker
+TOO_MANY = (
+    f"a frame may hold at most {MAX_ENTRIES} maps, lists and entries of them, and no map or list of over "
+    f"{MAX_CONTAINER_LEN} entries"
+)
 
 
 class WireError(ValueError):
@@ -47,7 +62,7 @@ def _dtype(code) -> np.dtype:
     try:
         dtype = np.dtype(code.decode() if isinstance(code, bytes) else str(code))
     except TypeError as error:
-        raise WireError(f"unknown numpy dtype {code!r}") from error
+        raise WireError(bounded(f"unknown numpy dtype {code!r}")) from error
     if dtype.kind in REFUSED_KINDS:
         raise WireError(f"refused numpy dtype {dtype} (object, structured and complex are never decoded)")
     return dtype
@@ -60,7 +75,7 @@ def _decode(item: dict) -> Any:
         if not isinstance(data, bytes) or not isinstance(shape, list | tuple):
             raise WireError("a numpy array needs bytes 'data' and a list 'shape'")
         if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise WireError(f"bad array shape {shape!r}")
+            raise WireError(bounded(f"bad array shape {shape!r}"))
         expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge declared shape cannot wrap around
         if len(data) != expected:
             raise WireError(
@@ -72,7 +87,7 @@ def _decode(item: dict) -> Any:
         try:
             return dtype.type(item.get(b"data"))
         except (TypeError, ValueError, OverflowError) as error:  # OverflowError: 1000 as an int8
-            raise WireError(f"bad numpy scalar of dtype {dtype}: {error}") from error
+            raise WireError(bounded(f"bad numpy scalar of dtype {dtype}: {error}")) from error
     return item
 
 
@@ -82,15 +97,45 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(frame: bytes) -> Any:
-    """The value of one frame; ``WireError`` for anything that is not a well-formed frame.
+    """The value of one frame; ``WireError`` for anything that is not a well-formed frame, or that is over
+    the bounds (``MAX_ENTRIES``, ``MAX_CONTAINER_LEN``).
 
     Map keys arrive as str when the sender wrote str (ours and openpi's), numpy values as read-only arrays
     over the frame's bytes (copy one before writing to it)."""
     if not isinstance(frame, bytes | bytearray | memoryview):
         raise WireError(f"a frame must be bytes, got {type(frame).__name__}")
+    left = [MAX_ENTRIES]
+
+    def counted(container):
+        left[0] -= 1 + len(container)
+        if left[0] < 0:
+            raise WireError(TOO_MANY)
+        return container
+
     try:
-        return msgpack.unpackb(frame, object_hook=_decode, raw=False, strict_map_key=False)
+        return msgpack.unpackb(
+            frame,
+            object_hook=lambda item: _decode(counted(item)),
+            list_hook=counted,
+            raw=False,
+            strict_map_key=False,
+            max_map_len=MAX_CONTAINER_LEN,
+            max_array_len=MAX_CONTAINER_LEN,
+        )
     except WireError:
         raise
-    except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as error:
-        raise WireError(f"not a msgpack frame: {error}") from error
+    except ValueError as error:
+        if "exceeds max_" in str(error):  # msgpack read a map or list header over MAX_CONTAINER_LEN
+            raise WireError(TOO_MANY) from error
+        raise WireError(bounded(f"not a msgpack frame: {error}")) from error
+    except (TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as error:
+        raise WireError(bounded(f"not a msgpack frame: {error}")) from error
+
+
+def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut: an error that quotes a frame (a key, a
+    dtype, a list of indices) must not send or log megabytes back."""
+    if len(text) <= limit:
+        return text
+    kept = max(0, limit - MARKER_CHARS)
+    return f"{text[:kept]}... [{len(text) - kept} characters cut]"

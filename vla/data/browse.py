@@ -26,43 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vla.data.browse_page import episode_page, index_page, page_name
+from vla.data.browse_page import EpisodeView, Series, Video, episode_page, index_page, page_name
 from vla.data.layout import ACTION, STATE, DatasetError, camera_of
 from vla.data.meta import DatasetMeta, load_meta, video_episode_column
 from vla.data.table import load_table
 
 RESULTS = "results.json"  # a vla-eval run's results document (docs/evaluation.md)
 EXTRA = "vla/"  # vla-stack's per-episode columns (vla/sim_task, vla/seed, vla/success)
-
-
-@dataclass(frozen=True)
-class Video:
-    camera: str
-    path: Path  # the file, which may be missing
-    start: float  # s into the file where the episode starts
-    end: float | None  # s where it ends; None: the file's end
-    shown_as: str  # how the page names the file (relative to the dataset or run directory)
-
-
-@dataclass(frozen=True)
-class Series:
-    name: str  # e.g. "observation.state"
-    labels: list[str]  # one per dimension
-    values: np.ndarray  # (T, D) float
-
-
-@dataclass(frozen=True)
-class EpisodeView:
-    index: int
-    task: str | None  # the simulator task, where the dataset or run says
-    instruction: str
-    length: int  # frames (steps)
-    fps: float
-    success: bool | None  # None: not judged
-    seed: int | None
-    videos: list[Video]
-    series: list[Series]  # empty for an evaluation's episodes
-    note: str = ""  # what the page should say about its video
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,42 @@ from __future__ import annotations
 import html
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from vla.data.browse import EpisodeView, Video
+
+@dataclass(frozen=True)
+class Video:
+    camera: str
+    path: Path  # the file, which may be missing
+    start: float  # s into the file where the episode starts
+    end: float | None  # s where it ends; None: the file's end
+    shown_as: str  # how the page names the file (relative to the dataset or run directory)
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str  # e.g. "observation.state"
+    labels: list[str]  # one per dimension
+    values: np.ndarray  # (T, D) float
+
+
+@dataclass(frozen=True)
+class EpisodeView:
+    index: int
+    task: str | None  # the simulator task, where the dataset or run says
+    instruction: str
+    length: int  # frames (steps)
+    fps: float
+    success: bool | None  # None: not judged
+    seed: int | None
+    videos: list[Video]
+    series: list[Series]  # empty for an evaluation's episodes
+    note: str = ""  # what the page should say about its video
+
 
 PLOT_W, PLOT_H = 300, 64  # SVG user units of one plot
 COLOURS = {"observation.state": "#1f77b4", "action": "#d62728"}  # state blue, action red

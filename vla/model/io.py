@@ -4,6 +4,10 @@ model.safetensors   every weight (tied tensors saved once)
 config.json         the ModelConfig
 stats.json          the dataset statistics the model normalizes with (state and action, all stats)
 backbone/           the LLM's config.json and tokenizer files, to rebuild it without the internet
+
+Where a checkpoint is: ``resolve_checkpoint`` takes a checkpoint directory, a ``vla-train`` run directory (its
+``checkpoints/last``), the run's ``checkpoints/`` or the ``last`` pointer file, the one rule of every command
+that takes a checkpoint (``vla.train.checkpoint`` writes what it follows).
 """
 
 from __future__ import annotations
@@ -20,14 +24,61 @@ from vla.data.layout import ACTION, STATE
 from vla.model.backbone import load_backbone_files, save_backbone_files
 from vla.model.config import ModelConfig
 
-FILES = ("model.safetensors", "config.json", "stats.json", "backbone")
+CHECKPOINTS = "checkpoints"  # <run>/checkpoints/<step>/ (vla.train.checkpoint)
+LAST = "last"  # <run>/checkpoints/last: the name of the newest complete checkpoint
+MODEL_FILE = "model.safetensors"
+FILES = (MODEL_FILE, "config.json", "stats.json", "backbone")
 VISION_FILES = ("config.json", "preprocessor_config.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not fit this run. Names the file and the field."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}")
+
+
+def last_checkpoint(out: str | Path) -> Path | None:
+    """The checkpoint ``<out>/checkpoints/last`` names, or None when the run has none yet."""
+    pointer = Path(out) / CHECKPOINTS / LAST
+    if not pointer.exists():
+        return None
+    return follow_pointer(pointer)
+
+
+def follow_pointer(pointer: Path) -> Path:
+    """The checkpoint directory a ``last`` file names (beside it)."""
+    name = pointer.read_text().strip()
+    directory = pointer.parent / name
+    if not name or "/" in name or not directory.is_dir():
+        raise CheckpointError(pointer, f"names {name!r}, which is not a checkpoint directory beside it")
+    return directory
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory ``path`` stands for: a checkpoint directory itself, a ``vla-train`` run
+    directory (its ``checkpoints/last``), the run's ``checkpoints/`` directory, or the ``last`` pointer file.
+    Every command that takes a checkpoint accepts these, so the path a user sees is the path that works."""
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    # the pointer of a run directory, of its checkpoints/ directory, or the pointer itself
+    for pointer in (path / CHECKPOINTS / LAST, path / LAST, path):
+        if pointer.name == LAST and pointer.is_file():
+            return follow_pointer(pointer)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path}: no such file or directory")
+    raise FileNotFoundError(
+        f"{path} is not a checkpoint: give a checkpoint directory (with {MODEL_FILE}), a vla-train run "
+        f"directory, its {CHECKPOINTS}/ directory or its {CHECKPOINTS}/{LAST} file"
+    )
 
 
 def save_vla(vla, directory) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_model(vla, str(directory / "model.safetensors"))
+    save_model(vla, str(directory / MODEL_FILE))
     (directory / "config.json").write_text(json.dumps(dataclasses.asdict(vla.config), indent=2))
     kept = {f: {k: np.asarray(v).tolist() for k, v in vla.stats[f].items()} for f in (STATE, ACTION)}
     (directory / "stats.json").write_text(json.dumps(kept, indent=2))
@@ -62,9 +113,7 @@ def load_vla(directory, cls, decoding: str | None = None, chunk_size: int | None
         config.vision.path = str(directory / "vision")
     vla = cls(config, stats, load_backbone_files(directory / "backbone"), pretrained=False)
     try:
-        load_model(vla, str(directory / "model.safetensors"), strict=True)
+        load_model(vla, str(directory / MODEL_FILE), strict=True)
     except RuntimeError as error:
-        raise ValueError(
-            f"checkpoint {directory / 'model.safetensors'} does not fit its config: {error}"
-        ) from error
+        raise ValueError(f"checkpoint {directory / MODEL_FILE} does not fit its config: {error}") from error
     return vla

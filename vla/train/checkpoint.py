@@ -11,6 +11,9 @@
                                  vla-eval and vla-demo append their evaluations to it
     <out>/checkpoints/last       the name of the newest complete checkpoint directory (written atomically)
 
+Following ``last`` (``resolve_checkpoint``, ``last_checkpoint``) lives beside loading, in ``vla.model.io``, so
+that loading a model never goes through the trainer's package.
+
 A checkpoint is assembled in a hidden staging directory and renamed into place before ``last`` moves to it,
 so ``last`` only ever names a complete checkpoint.
 """
@@ -28,11 +31,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vla.data.atomic import atomic_path, write_json_atomic
+from vla.model.io import CHECKPOINTS, LAST, MODEL_FILE, CheckpointError, last_checkpoint
 from vla.train.schedule import ParamGroup
 
-CHECKPOINTS = "checkpoints"
-LAST = "last"
-MODEL_FILE = "model.safetensors"
 TRAIN_CONFIG = "train_config.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE = "trainer_state.json"
@@ -42,52 +43,8 @@ FORMAT_VERSION = 1
 TUPLE_HYPERPARAMETERS = ("betas",)  # JSON turns tuples into lists; torch's AdamW keeps betas a tuple
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or does not fit this run. Names the file and the field."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {problem}")
-
-
 def checkpoint_name(step: int) -> str:
     return f"{step:06d}"
-
-
-def last_checkpoint(out: str | Path) -> Path | None:
-    """The checkpoint ``<out>/checkpoints/last`` names, or None when the run has none yet."""
-    pointer = Path(out) / CHECKPOINTS / LAST
-    if not pointer.exists():
-        return None
-    return follow_pointer(pointer)
-
-
-def follow_pointer(pointer: Path) -> Path:
-    """The checkpoint directory a ``last`` file names (beside it)."""
-    name = pointer.read_text().strip()
-    directory = pointer.parent / name
-    if not name or "/" in name or not directory.is_dir():
-        raise CheckpointError(pointer, f"names {name!r}, which is not a checkpoint directory beside it")
-    return directory
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint directory ``path`` stands for: a checkpoint directory itself, a ``vla-train`` run
-    directory (its ``checkpoints/last``), the run's ``checkpoints/`` directory, or the ``last`` pointer file.
-    Every command that takes a checkpoint accepts these, so the path a user sees is the path that works."""
-    path = Path(path)
-    if (path / MODEL_FILE).is_file():
-        return path
-    # the pointer of a run directory, of its checkpoints/ directory, or the pointer itself
-    for pointer in (path / CHECKPOINTS / LAST, path / LAST, path):
-        if pointer.name == LAST and pointer.is_file():
-            return follow_pointer(pointer)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path}: no such file or directory")
-    raise FileNotFoundError(
-        f"{path} is not a checkpoint: give a checkpoint directory (with {MODEL_FILE}), a vla-train run "
-        f"directory, its {CHECKPOINTS}/ directory or its {CHECKPOINTS}/{LAST} file"
-    )
 
 
 def write_last(out: str | Path, name: str) -> None:

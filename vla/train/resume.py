@@ -20,6 +20,7 @@ import numpy as np
 
 from vla.data.layout import ACTION, STATE
 from vla.data.meta import DatasetMeta
+from vla.model.io import resolve_checkpoint
 from vla.train import checkpoint as ckpt
 from vla.train.config import RESUME_AUTO, RESUME_FORCE, RESUME_NEVER, TrainConfig
 
@@ -47,7 +48,7 @@ NOT_RECORDED = "not recorded (a checkpoint from an older vla-train)"
 def find_resume(config: TrainConfig) -> Path | None:
     """The checkpoint this run continues from, per ``config.resume``; None starts afresh."""
     if config.resume not in (RESUME_AUTO, RESUME_NEVER, RESUME_FORCE):
-        return ckpt.resolve_checkpoint(config.resume)
+        return resolve_checkpoint(config.resume)
     last = ckpt.last_checkpoint(config.out)
     if last is not None and config.resume == RESUME_NEVER:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""The simulators ``vla-record`` records from: our tabletop tasks (``sim``) and Meta-World (``sim.metaworld``).
+"""The simulators ``vla-record`` records from and ``vla-eval`` evaluates on: our tabletop tasks (``sim``) and
+Meta-World (``sim.metaworld``).
 
 A recording draws from one suite: the two have different robots, state and action sizes and cameras, so their
 episodes cannot share a dataset's features. Tasks are named as each suite's ``make`` takes them (``PickUp``,
