@@ -120,13 +120,8 @@ def make_env(task: str, image_size: tuple[int, int], cameras: tuple[str, ...], h
     return sim.make(task, image_size=image_size, cameras=cameras, exclude_templates=(held,) if held else ())
 
 
-def make_expert(task: str, env, noise: float, seed, approach_offset: float = 0.0):
-    """``task``'s scripted expert; with ``noise`` (or ``approach_offset``, our tasks' experts only), it also
-    gives its intended actions (``LABEL_ACTIONS``)."""
+def make_expert(task: str, env, noise: float, seed):
+    """``task``'s scripted expert; with ``noise``, it also gives its intended actions (``LABEL_ACTIONS``)."""
     if is_metaworld(task):
-        if approach_offset:
-            raise ValueError(
-                f"approach_offset is for our tasks' experts; {task} is Meta-World's (set it to 0)"
-            )
         return mw.metaworld_expert(env, noise=noise, seed=seed)
-    return sim.make_expert(env, noise=noise, seed=seed, approach_offset=approach_offset)
+    return sim.make_expert(env, noise=noise, seed=seed)

@@ -92,12 +92,9 @@ def goal_count(task: str) -> int:
     return count
 
 
-def make_expert(
-    env, noise: float = 0.0, seed: int | None = None, approach_offset: float = 0.0
-) -> ScriptedExpert:
-    """The scripted expert of ``env``'s task: ``reset()`` and ``infer(obs) -> {"actions": float32[1, 7]}``;
-    ``noise`` and ``approach_offset``: ``ScriptedExpert``'s."""
-    return ScriptedExpert(env, noise=noise, seed=seed, approach_offset=approach_offset)
+def make_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+    """The scripted expert of ``env``'s task: ``reset()`` and ``infer(obs) -> {"actions": float32[1, 7]}``."""
+    return ScriptedExpert(env, noise=noise, seed=seed)
 
 
 for _name in TASKS:

@@ -12,10 +12,6 @@ from sim.contract import ACTION_DIM, LABEL_ACTIONS
 from sim.controller import MAX_ROTATION, MAX_TRANSLATION, orientation_error
 from sim.tasks.base import Track, Waypoint
 
-MISLED_UNTIL = (
-    0.015  # m above the grasp: where a misled approach (approach_offset) ends and the expert corrects
-)
-
 
 def down_mat(yaw: float) -> np.ndarray:
     """TCP orientation pointing straight down, fingers closing along (sin yaw, -cos yaw, 0)."""
@@ -27,16 +23,13 @@ class ScriptedExpert:
     """Drives one environment through its task's plan. ``noise`` adds Gaussian noise to the executed arm
     actions; the output then also holds the intended actions under ``LABEL_ACTIONS``. Because the expert
     re-plans from the state it reaches, demonstrations recorded this way show how to recover from the
-    deviations (DART, Laskey et al. 2017). ``approach_offset`` (m): each episode draws a point within this
-    radius and the executed descent to the first grasp heads that far beside it, labelled with the expert's
-    own actions (``_misled``): recoveries from the approach errors a learned policy makes."""
+    deviations (DART, Laskey et al. 2017)."""
 
-    def __init__(self, env, noise: float = 0.0, seed: int | None = None, approach_offset: float = 0.0):
-        if noise < 0 or approach_offset < 0:
-            raise ValueError(f"noise and approach_offset must be >= 0, got {noise}, {approach_offset}")
+    def __init__(self, env, noise: float = 0.0, seed: int | None = None):
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
         self.env = env.unwrapped
         self.noise = noise
-        self.approach_offset = approach_offset
         self._rng = np.random.default_rng(seed)
         self.reset()
 
@@ -46,16 +39,9 @@ class ScriptedExpert:
         self._current: Waypoint | None = None
         self._steps_on_waypoint = 0
         self._held = 0
-        self._offset = np.zeros(3)
-        if self.approach_offset > 0:  # drawn only then, so recordings without it keep their noise stream
-            angle, radius = (
-                self._rng.uniform(0, 2 * np.pi),
-                self.approach_offset * np.sqrt(self._rng.uniform()),
-            )
-            self._offset[:2] = radius * np.cos(angle), radius * np.sin(angle)
 
     def infer(self, obs: dict) -> dict[str, np.ndarray]:
-        world = self.env.world
+        world, controller = self.env.world, self.env.controller
         if self._plan is None:
             self._plan = list(self.env.task.plan(world))
         # Decide on this observation whether the current waypoint is done before acting, so that the frame
@@ -64,36 +50,17 @@ class ScriptedExpert:
         # hovered over the object with open fingers).
         self._advance(world, self._waypoint(world))
         waypoint = self._waypoint(world)
-        action = self._action(waypoint, waypoint.pos)
-        intended = np.clip(action, -1.0, 1.0).astype(np.float32)[None]  # (1, 7)
-        if self.noise == 0 and self.approach_offset == 0:
-            return {"actions": intended}
-        executed = action.copy()
-        if self._misled(world, waypoint):
-            executed = self._action(waypoint, waypoint.pos + self._offset)
-        executed[:6] += self._rng.normal(0.0, self.noise, 6) if self.noise > 0 else 0.0
-        return {"actions": np.clip(executed, -1.0, 1.0).astype(np.float32)[None], LABEL_ACTIONS: intended}
-
-    def _action(self, waypoint: Waypoint, pos: np.ndarray) -> np.ndarray:
-        controller = self.env.controller
+        error = waypoint.pos - controller.target_pos
         action = np.zeros(ACTION_DIM)
-        action[:3] = np.clip((pos - controller.target_pos) / MAX_TRANSLATION, -waypoint.speed, waypoint.speed)
+        action[:3] = np.clip(error / MAX_TRANSLATION, -waypoint.speed, waypoint.speed)
         action[3:6] = orientation_error(down_mat(waypoint.yaw), controller.target_mat) / MAX_ROTATION
         action[6] = waypoint.gripper
-        return action
-
-    def _misled(self, world, waypoint: Waypoint) -> bool:
-        """Whether the executed action heads for the offset grasp: on the descent to the first grasp (the
-        open-gripper waypoint just before the first closing one), until the TCP is within MISLED_UNTIL of the
-        grasp's height. The labels stay the expert's own, so the frames show a TCP beside the object at
-        grasp height labelled "move over it, fingers open" (a learned policy that arrives off target and
-        closes on nothing has never seen that state)."""
-        if self.approach_offset == 0 or waypoint.gripper > 0:
-            return False
-        closing = next(
-            (i for i, s in enumerate(self._plan) if isinstance(s, Waypoint) and s.gripper > 0), None
-        )
-        return closing == self._index + 1 and world.tcp_pos[2] > waypoint.pos[2] + MISLED_UNTIL
+        intended = np.clip(action, -1.0, 1.0).astype(np.float32)[None]  # (1, 7)
+        if self.noise == 0:
+            return {"actions": intended}
+        executed = action.copy()
+        executed[:6] += self._rng.normal(0.0, self.noise, 6)
+        return {"actions": np.clip(executed, -1.0, 1.0).astype(np.float32)[None], LABEL_ACTIONS: intended}
 
     def _waypoint(self, world) -> Waypoint:
         step = self._plan[min(self._index, len(self._plan) - 1)]

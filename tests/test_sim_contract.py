@@ -279,26 +279,3 @@ def test_holdout_templates_follow_the_last_template_convention():
         sim.holdout_templates({"PickUp": 9})
     with pytest.raises(ValueError, match="must be none, last or a mapping"):
         sim.holdout_templates("first")
-
-
-def test_a_misled_approach_is_labelled_with_the_experts_own_actions():
-    """approach_offset: the executed descent heads beside the object, the labels still for the object; the
-    expert corrects at grasp height and still closes only within the grasp's tolerance."""
-    env = sim.make("PickUp", cameras=())
-    obs, _ = env.reset(seed=1)
-    expert = sim.make_expert(env, seed=1, approach_offset=0.03)
-    differed = False
-    for _ in range(env.unwrapped.max_steps):
-        output = expert.infer(obs)
-        executed, label = output["actions"][0], output[sim.contract.LABEL_ACTIONS][0]
-        differed |= not np.allclose(executed[:3], label[:3])
-        if label[6] > 0:
-            grasp = expert._plan[1]
-            assert np.linalg.norm(obs[OBS_STATE][:3] - grasp.pos) < grasp.tolerance
-            break
-        obs, *_ = env.step(executed)
-    assert differed and np.linalg.norm(expert._offset) > 0
-    assert sim.contract.LABEL_ACTIONS not in sim.make_expert(env).infer(env.reset(seed=1)[0])  # off: none
-    with pytest.raises(ValueError, match="approach_offset"):
-        sim.make_expert(env, approach_offset=-0.01)
-    env.close()

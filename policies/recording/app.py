@@ -58,9 +58,6 @@ class RecordConfig:
     seed: int = 0  # a task's k-th attempt uses seed + k, inside the recording split (policies/seeds.py)
     policy: str = "expert"  # the scripted experts (the only one: learned policies come with vla-eval)
     noise: float = 0.0  # expert action noise (std, action units), seeded per episode
-    # m: the executed descent to the first grasp aims this far (at most) beside the object, the labels the
-    # expert's own (a recovery at grasp height; sim.experts.ScriptedExpert); our tasks only
-    approach_offset: float = 0.0
     labels: str = (
         "intended"  # with noise: record the expert's "intended" actions (DART) or the "executed" ones
     )
@@ -83,10 +80,8 @@ class RecordConfig:
             raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
         if self.labels not in LABELS:
             raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
-        if self.noise < 0 or self.approach_offset < 0:
-            raise ValueError(
-                f"noise and approach_offset must be >= 0, got {self.noise}, {self.approach_offset}"
-            )
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.workers < 1 or self.goals_per_scene < 1:
             raise ValueError(
                 f"workers and goals_per_scene must be >= 1, got {self.workers}, {self.goals_per_scene}"
@@ -237,7 +232,6 @@ def _episode_settings(config: RecordConfig, staging: Path) -> dict:
         "image_size": tuple(config.image_size),
         "cameras": tuple(config.cameras),
         "noise": config.noise,
-        "approach_offset": config.approach_offset,
         "executed_labels": config.labels == "executed",
         "codec": config.codec,
         "staging": str(staging),

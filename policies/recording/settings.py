@@ -34,7 +34,6 @@ COMPARED = (
     "keep",
     "seed",
     "noise",
-    "approach_offset",
     "labels",
     "image_size",
     "cameras",
@@ -43,7 +42,7 @@ COMPARED = (
     "goals_per_scene",
 )
 # Settings stored since a later version, with the value the datasets recorded before it had.
-LATER = {"holdout_templates": {}, "goals_per_scene": 1, "approach_offset": 0.0}
+LATER = {"holdout_templates": {}, "goals_per_scene": 1}
 
 
 def settings_of(config) -> dict:
@@ -53,7 +52,6 @@ def settings_of(config) -> dict:
         "keep": config.keep,
         "seed": int(config.seed),
         "noise": float(config.noise),
-        "approach_offset": float(config.approach_offset),
         "labels": config.labels,
         "image_size": [int(n) for n in config.image_size],
         "cameras": [str(camera) for camera in config.cameras],

@@ -64,7 +64,7 @@ def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
     env = _env(job.task, settings)
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
     noise_seed = job.seed if job.rotation == 0 else [job.seed, job.rotation]  # each goal its own noise
-    expert = suites.make_expert(job.task, env, settings["noise"], noise_seed, settings["approach_offset"])
+    expert = suites.make_expert(job.task, env, settings["noise"], noise_seed)
     result = run_episode(
         env,
         expert,
