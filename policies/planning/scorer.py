@@ -51,6 +51,7 @@ class LMScorer:
         # transformers 5.x names the cache argument ``cache``; 4.x only knows ``past_key_values``.
         self._cache_key = "cache" if "cache" in params else "past_key_values"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.prefix_tokens = 0
         self._start = Session(self)
         self._start.extend(prefix, special=True)
         self.prefix_tokens = self._start.tokens

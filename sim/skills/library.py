@@ -63,6 +63,7 @@ class Skill(ABC):
 @dataclass(repr=False)
 class PickUp(Skill):
     thing: Thing
+    neighbours: tuple[str, ...] = ()  # bodies the hand keeps its long side away from while grasping
     max_steps: ClassVar[int] = 60
     _start_z: float = field(default=0.0, init=False)
 
@@ -71,7 +72,7 @@ class PickUp(Skill):
         return f"pick up the {self.thing.name}"
 
     def plan(self, world: World) -> list[PlanStep]:
-        return pick_steps(self.thing.body, self.thing.kind)
+        return pick_steps(self.thing.body, self.thing.kind, self.neighbours)
 
     def begin(self, world: World) -> None:
         self._start_z = float(world.body_pos(self.thing.body)[2])
@@ -254,7 +255,7 @@ def skill_library(task: Task) -> list[Skill]:
     cubes = [t for t in movable if t.kind == "cube"]
     targets = [t for t in things if t.kind == "target"]
     everything = tuple(t.body for t in movable)
-    skills: list[Skill] = [PickUp(t) for t in movable]
+    skills: list[Skill] = [PickUp(t, everything) for t in movable]
     skills += [PutInBin(t, b, everything) for b in bins for t in movable]
     skills += [PutOn(t, s) for t in movable for s in cubes + (targets if t.kind == "cube" else []) if s != t]
     skills += [Push(c, p) for c in cubes for p in targets]

@@ -35,7 +35,11 @@ def _pick_then(state: SceneState, body: str, place: Skill) -> list[Skill]:
         return [place]
     if state.held is not None:
         return []
-    return [PickUp(state.thing(body)), place]
+    return [_pick(state, body), place]
+
+
+def _pick(state: SceneState, body: str) -> PickUp:
+    return PickUp(state.thing(body), _movable(state))
 
 
 def _bin(state: SceneState):
@@ -47,7 +51,7 @@ def _movable(state: SceneState) -> tuple[str, ...]:
 
 
 def _pick_up(task, state):
-    return [PickUp(state.thing(task.target))] if state.held is None else []
+    return [_pick(state, task.target)] if state.held is None else []
 
 
 def _place_in_bin(task, state):
@@ -100,7 +104,7 @@ def _put_all_in_bin(task, state):
     steps: list[Skill] = []
     for body in todo:
         place = PutInBin(state.thing(body), _bin(state), _movable(state))
-        steps += [place] if body == state.held else [PickUp(state.thing(body)), place]
+        steps += [place] if body == state.held else [_pick(state, body), place]
     return steps
 
 
@@ -117,7 +121,7 @@ def _stack_three(task, state):
     first = _pick_then(state, middle, PutOn(state.thing(middle), state.thing(bottom)))
     if not first:
         return []
-    return first + [PickUp(state.thing(top)), PutOn(state.thing(top), state.thing(middle))]
+    return first + [_pick(state, top), PutOn(state.thing(top), state.thing(middle))]
 
 
 _DECOMPOSE = {

@@ -66,13 +66,14 @@ def _colors(rng: np.random.Generator) -> tuple[list[str], str]:
 
 
 def put_in_bin_steps(body: str, kind: str, others: list[str]) -> list[PlanStep]:
-    return pick_steps(body, kind) + place_steps(lambda w: bin_spot(w, others), lambda w: BIN_RELEASE_Z)
+    spot = lambda w: bin_spot(w, others)  # noqa: E731
+    return pick_steps(body, kind, others) + place_steps(spot, lambda w: BIN_RELEASE_Z)
 
 
-def stack_on_steps(body: str, support: str) -> list[PlanStep]:
+def stack_on_steps(body: str, support: str, others: list[str]) -> list[PlanStep]:
     """Pick the cube ``body`` and set it on ``support`` (whatever ``support`` stands on by then)."""
     release_z = lambda w: w.body_pos(support)[2] + 2 * objects.CUBE_HALF + RELEASE_CLEARANCE  # noqa: E731
-    return pick_steps(body, "cube") + place_steps(lambda w: w.body_pos(support), release_z)
+    return pick_steps(body, "cube", others) + place_steps(lambda w: w.body_pos(support), release_z)
 
 
 class PutAllInBin(Task):
@@ -184,4 +185,5 @@ class StackThree(Task):
         return tower and not world.touching(world.finger_geoms, self.top)
 
     def plan(self, world: World) -> list[PlanStep]:
-        return stack_on_steps(self.middle, self.bottom) + stack_on_steps(self.top, self.middle)
+        cubes = list(_CUBES)
+        return stack_on_steps(self.middle, self.bottom, cubes) + stack_on_steps(self.top, self.middle, cubes)

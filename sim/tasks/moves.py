@@ -9,6 +9,8 @@ recorded demonstrations stay what they were.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from sim import objects
@@ -35,8 +37,30 @@ def tcp_yaw(world: World) -> float:
     return float(np.arctan2(mat[0, 1], mat[0, 0]))
 
 
-def pick_steps(body: str, kind: str) -> list[PlanStep]:
-    """Rise clear of whatever is below, go above ``body``, descend, close and lift to the carry height."""
+HAND_REACH = 0.2  # m: objects closer than this to a grasp may meet the hand, which is long across the fingers
+
+
+def clear_yaw(world: World, body: str, kind: str, neighbours: Sequence[str]) -> float:
+    """The grasp yaw of ``body`` whose finger axis (the hand's long side) points furthest away from the
+    nearest of ``neighbours``: of a cube's two grasps, the one that keeps the hand off a stack beside it."""
+    base = grasp_yaw(world.body_yaw(body), SYMMETRY[kind])
+    options = [base, grasp_yaw(base + np.pi / 2, np.pi)] if SYMMETRY[kind] <= np.pi / 2 else [base]
+    pos = world.body_pos(body)[:2]
+    offsets = [world.body_pos(n)[:2] - pos for n in neighbours if n != body]
+    near = [o / np.linalg.norm(o) for o in offsets if 1e-6 < np.linalg.norm(o) < HAND_REACH]
+    if not near:
+        return base
+
+    def alignment(yaw: float) -> float:  # |cos| of the angle between the finger axis and the nearest object
+        axis = np.array([np.sin(yaw), -np.cos(yaw)])
+        return max(abs(float(axis @ d)) for d in near)
+
+    return min(options, key=alignment)
+
+
+def pick_steps(body: str, kind: str, neighbours: Sequence[str] = ()) -> list[PlanStep]:
+    """Rise clear of whatever is below, go above ``body``, descend, close and lift to the carry height;
+    the grasp keeps the hand's long side away from ``neighbours`` (``clear_yaw``)."""
     memo: dict = {}
 
     def rise(w: World) -> Waypoint:
@@ -45,7 +69,7 @@ def pick_steps(body: str, kind: str) -> list[PlanStep]:
 
     def above(w: World) -> Waypoint:
         pos = w.body_pos(body)
-        memo["yaw"] = grasp_yaw(w.body_yaw(body), SYMMETRY[kind])
+        memo["yaw"] = clear_yaw(w, body, kind, neighbours)
         return Waypoint(np.array([pos[0], pos[1], max(APPROACH_Z, pos[2] + 0.08)]), memo["yaw"], -1.0, 0.02)
 
     def descend(w: World) -> Waypoint:
