@@ -204,3 +204,25 @@ def test_done_ending_is_reported_when_the_termination_signal_fires():
     run = run_skill(env, PickUp(other), obs)
     assert run.success and run.ending == DONE and not run.episode_over
     env.close()
+
+
+def test_a_cube_is_picked_off_the_top_of_a_three_cube_stack():
+    env = sim.make("StackThree", cameras=())
+    obs, _ = env.reset(seed=2)
+    scene = env.unwrapped.task
+    cubes = {t.body: t for t in scene.things()}
+    everything = tuple(cubes)
+    spare = next(c for c in cubes.values() if c.body not in (scene.bottom, scene.middle, scene.top))
+    tower = [
+        PickUp(cubes[scene.middle], everything),
+        PutOn(cubes[scene.middle], cubes[scene.bottom]),
+        PickUp(spare, everything),
+        PutOn(spare, cubes[scene.middle]),  # not the goal's top: the episode goes on
+    ]
+    for skill in tower:
+        run = run_skill(env, skill, obs)
+        assert run.success, skill
+        obs = run.obs
+    run = run_skill(env, PickUp(spare, everything), obs)
+    assert run.success and run.ending == DONE, run.ending
+    env.close()

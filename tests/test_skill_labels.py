@@ -55,5 +55,5 @@ def test_a_replay_that_leaves_the_recording_is_an_error_naming_the_frame(demos, 
             skill_labels(demos, 0)
     finally:
         path.write_text(json.dumps(stored))
-    with pytest.raises(ValueError, match="has episodes 0..1, no episode 5"):
+    with pytest.raises(ValueError, match=r"has episodes 0\.\.1, no episode 5"):
         skill_labels(demos, 5)

@@ -80,8 +80,9 @@ def pick_steps(body: str, kind: str, neighbours: Sequence[str] = ()) -> list[Pla
         return Waypoint(memo["grasp"], memo["yaw"], 1.0, hold=4)
 
     def lift(w: World) -> Waypoint:
-        grasp = memo["grasp"]
-        return Waypoint(np.array([grasp[0], grasp[1], CARRY_Z]), memo["yaw"], 1.0, tolerance=0.02)
+        grasp = memo["grasp"]  # off the top of a stack, lift by a carry's height above where it was
+        z = max(CARRY_Z, grasp[2] + CARRY_Z - objects.CUBE_HALF)
+        return Waypoint(np.array([grasp[0], grasp[1], z]), memo["yaw"], 1.0, tolerance=0.02)
 
     return [rise, above, descend, close, lift]
 
