@@ -4,6 +4,7 @@
     sim.list_tasks()                      # ['CloseDrawer', 'OpenDrawer', ...]
     sim.resolve_tasks("all")              # a config's tasks ("all", a name or names) -> the names
     sim.language_tasks()                  # the tasks whose instruction picks the goal among alternatives
+    sim.long_horizon_tasks()              # ['PutAllInBin', 'StackThree']: several skills per instruction
     env = sim.make("PickUp", image_size=(128, 128))
     expert = sim.make_expert(env)
     obs, info = env.reset(seed=0)
@@ -25,7 +26,7 @@ from sim.contract import ACTION_DIM, CAMERAS, STATE_DIM, STATE_NAMES  # noqa: E4
 from sim.env import EnvConfig, TabletopEnv  # noqa: E402
 from sim.experts import ScriptedExpert  # noqa: E402
 from sim.scene import RenderConfig  # noqa: E402
-from sim.tasks import TASKS, holdout_templates, language_tasks  # noqa: E402
+from sim.tasks import ALL_TASKS, LONG_HORIZON, TASKS, holdout_templates, language_tasks  # noqa: E402
 
 GYM_PREFIX = "vla/"
 
@@ -43,6 +44,7 @@ __all__ = [
     "holdout_templates",
     "language_tasks",
     "list_tasks",
+    "long_horizon_tasks",
     "make",
     "make_expert",
     "resolve_tasks",
@@ -50,18 +52,28 @@ __all__ = [
 
 
 def list_tasks() -> list[str]:
+    """The single-skill tasks: what ``"all"`` names."""
     return sorted(TASKS)
 
 
+def long_horizon_tasks() -> list[str]:
+    """The tasks whose instruction takes several skills (``sim.tasks.longhorizon``); not in ``"all"``."""
+    return sorted(LONG_HORIZON)
+
+
 def resolve_tasks(tasks: Any) -> list[str]:
-    """``"all"`` (or ``["all"]``), one task name or a list of names -> the task names, or ``ValueError``."""
+    """``"all"`` (or ``["all"]``: the single-skill tasks), one task name or a list of names -> the task
+    names, or ``ValueError``."""
     available = list_tasks()
     if tasks == "all" or (not isinstance(tasks, str) and list(tasks) == ["all"]):
         return available
     names = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = [name for name in names if name not in available]
+    unknown = [name for name in names if name not in ALL_TASKS]
     if unknown or not names:
-        raise ValueError(f"unknown tasks {unknown or names}; available tasks: {available}")
+        raise ValueError(
+            f"unknown tasks {unknown or names}; available tasks: {available}, long-horizon tasks: "
+            f"{long_horizon_tasks()}"
+        )
     return list(dict.fromkeys(names))  # drop repeats, keep order
 
 
@@ -71,8 +83,8 @@ def gym_id(task: str) -> str:
 
 def _task_name(task: str) -> str:
     name = task.removeprefix(GYM_PREFIX).removesuffix("-v0")
-    if name not in TASKS:
-        raise ValueError(f"unknown task {task!r}; available tasks: {list_tasks()}")
+    if name not in ALL_TASKS:
+        raise ValueError(f"unknown task {task!r}; available tasks: {sorted(ALL_TASKS)}")
     return name
 
 
@@ -97,6 +109,6 @@ def make_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExp
     return ScriptedExpert(env, noise=noise, seed=seed)
 
 
-for _name in TASKS:
+for _name in ALL_TASKS:
     if gym_id(_name) not in gym.registry:
         gym.register(id=gym_id(_name), entry_point="sim.env:TabletopEnv", kwargs={"task": _name})

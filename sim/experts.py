@@ -23,14 +23,18 @@ class ScriptedExpert:
     """Drives one environment through its task's plan. ``noise`` adds Gaussian noise to the executed arm
     actions; the output then also holds the intended actions under ``LABEL_ACTIONS``. Because the expert
     re-plans from the state it reaches, demonstrations recorded this way show how to recover from the
-    deviations (DART, Laskey et al. 2017)."""
+    deviations (DART, Laskey et al. 2017).
 
-    def __init__(self, env, noise: float = 0.0, seed: int | None = None):
+    ``plan``: where the waypoints come from, ``plan(world) -> steps``, asked once at the first ``infer``
+    after a reset; by default the task's plan. A skill's reference executor passes the skill's."""
+
+    def __init__(self, env, noise: float = 0.0, seed: int | None = None, plan=None):
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
         self.env = env.unwrapped
         self.noise = noise
         self._rng = np.random.default_rng(seed)
+        self._make_plan = plan if plan is not None else self.env.task.plan
         self.reset()
 
     def reset(self) -> None:
@@ -43,7 +47,7 @@ class ScriptedExpert:
     def infer(self, obs: dict) -> dict[str, np.ndarray]:
         world, controller = self.env.world, self.env.controller
         if self._plan is None:
-            self._plan = list(self.env.task.plan(world))
+            self._plan = list(self._make_plan(world))
         # Decide on this observation whether the current waypoint is done before acting, so that the frame
         # which reaches the grasp is the one labelled "close". Deciding after acting labelled it "open" and
         # put "close" on the next frame, whose state DART noise had moved on (the learned policy then
@@ -61,6 +65,16 @@ class ScriptedExpert:
         executed = action.copy()
         executed[:6] += self._rng.normal(0.0, self.noise, 6)
         return {"actions": np.clip(executed, -1.0, 1.0).astype(np.float32)[None], LABEL_ACTIONS: intended}
+
+    def plan_complete(self) -> bool:
+        """Whether the last waypoint of the plan has been reached (and held): nothing is left to do."""
+        if self._plan is None or self._index < len(self._plan) - 1:
+            return False
+        world = self.env.world
+        waypoint = self._waypoint(world)
+        if isinstance(self._plan[-1], Track):
+            return False  # a tracked step is never done by position alone
+        return bool(np.linalg.norm(world.tcp_pos - waypoint.pos) < waypoint.tolerance)
 
     def _waypoint(self, world) -> Waypoint:
         step = self._plan[min(self._index, len(self._plan) - 1)]

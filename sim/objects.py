@@ -32,6 +32,18 @@ def cube(name: str, half: float = CUBE_HALF, mass: float = 0.08) -> str:
     )
 
 
+BLOCK_HALF = (0.03, 0.015, 0.02)  # m: a 6 x 3 cm footprint, as tall as a cube
+
+
+def block(name: str, mass: float = 0.08) -> str:
+    """A box longer than it is wide (a cube's height), gripped across its narrow side."""
+    size = " ".join(str(h) for h in BLOCK_HALF)
+    return (
+        f'<body name="{name}" pos="0 0 {BLOCK_HALF[2]}"><freejoint name="{name}"/>'
+        f'<geom name="{name}" type="box" size="{size}" mass="{mass}" {_SOLID} {OBJECT_GROUP}/></body>'
+    )
+
+
 def cylinder(name: str, mass: float = 0.08) -> str:
     return (
         f'<body name="{name}" pos="0 0 {CYLINDER_HALF_HEIGHT}"><freejoint name="{name}"/>'

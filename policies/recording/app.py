@@ -141,6 +141,19 @@ def _progress_so_far(meta: DatasetMeta, tasks: list[str]) -> tuple[dict[str, int
     return kept, next_attempt
 
 
+def goals_per_scene(task: str, wanted: int) -> int:
+    """How many goals each scene of ``task`` is recorded with: ``wanted``, at most the task's goals. Only
+    asked of the simulator when it matters: goal_count builds an env, and Meta-World's tasks have one goal."""
+    return min(wanted, sim.goal_count(task)) if wanted > 1 else 1
+
+
+def job_of(task: str, attempt: int, base_seed: int, per_scene: int) -> EpisodeJob:
+    """The ``attempt``-th attempt of ``task``: scene seed ``base_seed + attempt // per_scene``, rotated to the
+    goal ``attempt % per_scene`` places on."""
+    scene, rotation = divmod(attempt, per_scene)
+    return EpisodeJob(task, attempt, base_seed + scene, rotation)
+
+
 def _jobs(
     config: RecordConfig, needed: dict[str, int], next_attempt: dict[str, int], added: dict[str, int]
 ) -> Iterator[EpisodeJob]:
@@ -152,16 +165,12 @@ def _jobs(
     def open_tasks() -> list[str]:
         return [t for t in needed if added[t] < needed[t] and attempts[t] < budget[t]]
 
-    # Only asked when it matters: goal_count builds an env, and Meta-World's tasks have one goal each.
-    per_scene = {
-        task: min(config.goals_per_scene, sim.goal_count(task)) if config.goals_per_scene > 1 else 1
-        for task in needed
-    }
+    per_scene = {task: goals_per_scene(task, config.goals_per_scene) for task in needed}
     while open_tasks():
         for task in open_tasks():
-            scene, rotation = divmod(attempts[task], per_scene[task])
-            _check_recording_seed(config.seed + scene)
-            yield EpisodeJob(task, attempts[task], config.seed + scene, rotation)
+            job = job_of(task, attempts[task], config.seed, per_scene[task])
+            _check_recording_seed(job.seed)
+            yield job
             attempts[task] += 1
 
 

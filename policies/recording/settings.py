@@ -75,6 +75,16 @@ def _load(path: Path) -> dict:
     return stored
 
 
+def load_settings(root: str | Path) -> dict:
+    """The settings a dataset was recorded with (``SETTINGS_PATH``), or ``DatasetError`` when it has none."""
+    path = Path(root) / SETTINGS_PATH
+    if not path.exists():
+        raise DatasetError(
+            Path(root), f"no {SETTINGS_PATH}: it was recorded before vla-record stored its settings"
+        )
+    return _load(path)["settings"]
+
+
 def _differences(stored: dict, wanted: dict) -> list[str]:
     return [
         f"{name} {stored[name]!r} (recorded) vs {wanted[name]!r} (now)"

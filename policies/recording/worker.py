@@ -59,19 +59,20 @@ def _rotated_goal(env, job: EpisodeJob) -> dict | None:
     return {"goal": goals[(goals.index(task.goal) + job.rotation) % len(goals)]}
 
 
-def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
-    """Run the scripted expert for ``job`` and encode each camera's frames into the staging folder."""
+def episode_setup(job: EpisodeJob, settings: dict) -> tuple:
+    """The environment, the expert and the reset options that record ``job`` (and replay it exactly)."""
     env = _env(job.task, settings)
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
     noise_seed = job.seed if job.rotation == 0 else [job.seed, job.rotation]  # each goal its own noise
     expert = suites.make_expert(job.task, env, settings["noise"], noise_seed)
+    return env, expert, _rotated_goal(env, job)
+
+
+def record_episode(job: EpisodeJob, settings: dict) -> RecordedEpisode:
+    """Run the scripted expert for ``job`` and encode each camera's frames into the staging folder."""
+    env, expert, options = episode_setup(job, settings)
     result = run_episode(
-        env,
-        expert,
-        job.seed,
-        record_steps=True,
-        executed_labels=settings["executed_labels"],
-        options=_rotated_goal(env, job),
+        env, expert, job.seed, record_steps=True, executed_labels=settings["executed_labels"], options=options
     )
     steps = result.steps
     videos = {}

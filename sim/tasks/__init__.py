@@ -1,4 +1,6 @@
-"""The task registry: every task by name. ``sim.list_tasks()`` lists them.
+"""The task registries: the single-skill tasks (``TASKS``, what ``sim.list_tasks()`` and ``"all"`` name,
+so every preset trains and evaluates on them) and the long-horizon tasks (``LONG_HORIZON``, several skills
+under one instruction: ``sim.long_horizon_tasks()``). ``get_task`` finds a task in either.
 
 Also the held-out instruction templates: each language task (one whose instruction picks the goal among
 the scene's alternatives) can keep one template out of recording, to test a policy on a paraphrase it never
@@ -13,6 +15,7 @@ from typing import Any
 from sim.tasks.base import Task
 from sim.tasks.button import PressButton
 from sim.tasks.drawer import CloseDrawer, OpenDrawer
+from sim.tasks.longhorizon import PutAllInBin, StackThree
 from sim.tasks.pick import PickUp
 from sim.tasks.place import PlaceInBin
 from sim.tasks.stack import Stack
@@ -31,12 +34,14 @@ TASKS: dict[str, type[Task]] = {
         PressButton,
     )
 }
+LONG_HORIZON: dict[str, type[Task]] = {cls.name: cls for cls in (PutAllInBin, StackThree)}
+ALL_TASKS: dict[str, type[Task]] = {**TASKS, **LONG_HORIZON}
 
 
 def get_task(name: str) -> type[Task]:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; available tasks: {sorted(TASKS)}")
-    return TASKS[name]
+    if name not in ALL_TASKS:
+        raise ValueError(f"unknown task {name!r}; available tasks: {sorted(ALL_TASKS)}")
+    return ALL_TASKS[name]
 
 
 def language_tasks() -> list[str]:

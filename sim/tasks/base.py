@@ -41,6 +41,20 @@ class Track:
     waypoint: Callable[[World], Waypoint]
 
 
+@dataclass(frozen=True)
+class Thing:
+    """Something in a task's scene that an instruction or a skill can name: a body and how it is called."""
+
+    body: str  # the MuJoCo body
+    kind: str  # "cube", "cylinder", "bin", "target", "button" or "drawer"
+    color: str = ""  # "" for a fixture named by its kind alone (the bin, the drawer)
+
+    @property
+    def name(self) -> str:
+        """``"red cube"``, ``"bin"``: the words an instruction uses for it (without "the")."""
+        return f"{self.color} {self.kind}" if self.color else self.kind
+
+
 # A plan step is a fixed waypoint, a function of the world evaluated once when the step starts (so later
 # steps can use where objects ended up), or a Track re-evaluated at every control step.
 PlanStep = Waypoint | Callable[[World], Waypoint] | Track
@@ -77,6 +91,11 @@ class Task(ABC):
     @abstractmethod
     def plan(self, world: World) -> Sequence[PlanStep]:
         """The scripted expert's waypoints for this episode, from privileged simulator state."""
+
+    def things(self) -> list[Thing]:
+        """What this episode's scene holds that a skill can act on (valid after ``randomize``), in a fixed
+        order; the skills (``sim.skills``) are built from it."""
+        return []
 
     def goals(self) -> list[dict[str, str]]:
         """The goals an instruction can name in this episode's scene (valid after ``randomize``), in a fixed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import PlanStep, Task, Waypoint, pick_colors, sample_positions
+from sim.tasks.base import PlanStep, Task, Thing, Waypoint, pick_colors, sample_positions
 from sim.world import World
 
 _BUTTONS = ("button_a", "button_b", "button_c")
@@ -42,13 +42,25 @@ class PressButton(Task):
     def _aim(self, index: int) -> None:
         self.target = _BUTTONS[index]
 
+    def things(self) -> list[Thing]:
+        return [Thing(b, "button", color) for b, color in zip(_BUTTONS, self.colors, strict=True)]
+
     def success(self, world: World) -> bool:
-        return world.joint_value(self.target) < PRESSED
+        return pressed(world, self.target)
 
     def plan(self, world: World) -> list[PlanStep]:
-        xy = world.body_pos(self.target)[:2]
-        return [
-            Waypoint(np.array([*xy, 0.12]), 0.0, 1.0, tolerance=0.015),
-            Waypoint(np.array([*xy, _PRESS_Z]), 0.0, 1.0, hold=2),
-            Waypoint(np.array([*xy, 0.12]), 0.0, 1.0),
-        ]
+        return press_steps(world, self.target)
+
+
+def pressed(world: World, button: str) -> bool:
+    return world.joint_value(button) < PRESSED
+
+
+def press_steps(world: World, button: str) -> list[PlanStep]:
+    """Above the button with the gripper closed, down onto its cap, back up."""
+    xy = world.body_pos(button)[:2]
+    return [
+        Waypoint(np.array([*xy, 0.12]), 0.0, 1.0, tolerance=0.015),
+        Waypoint(np.array([*xy, _PRESS_Z]), 0.0, 1.0, hold=2),
+        Waypoint(np.array([*xy, 0.12]), 0.0, 1.0),
+    ]

@@ -10,7 +10,7 @@ import numpy as np
 
 from sim import objects
 from sim.objects import DRAWER_HALF, HANDLE_STANDOFF
-from sim.tasks.base import PlanStep, Task, Waypoint, grasp_yaw, pick_colors, sample_positions
+from sim.tasks.base import PlanStep, Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
 from sim.world import World
 
 _JOINT = "drawer"
@@ -38,15 +38,38 @@ class _DrawerScene(Task):
         low, high = np.array([0.36, 0.06]), np.array([0.64, 0.24])
         cube_region = (low, high) if side < 0 else (low * [1, -1] - [0, 0.18], high * [1, -1] + [0, 0.18])
         cube_region = (np.minimum(*cube_region), np.maximum(*cube_region))
+        self.cube_colors = pick_colors(rng, 2)
         for cube, color, xy in zip(
-            _CUBES, pick_colors(rng, 2), sample_positions(rng, 2, 0.08, *cube_region), strict=True
+            _CUBES, self.cube_colors, sample_positions(rng, 2, 0.08, *cube_region), strict=True
         ):
             world.set_free_pose(cube, [*xy, objects.CUBE_HALF], rng.uniform(-np.pi, np.pi))
             world.set_rgba(cube, objects.COLORS[color])
         return {}
 
+    def things(self) -> list[Thing]:
+        return [
+            Thing("drawer", "drawer"),
+            *(Thing(c, "cube", k) for c, k in zip(_CUBES, self.cube_colors, strict=True)),
+        ]
+
     def travel(self, world: World) -> float:
         return world.joint_value(_JOINT)
+
+    def is_open(self, world: World) -> bool:
+        return self.travel(world) > OPENED
+
+    def is_closed(self, world: World) -> bool:
+        return self.travel(world) < CLOSED
+
+    def open_stroke(self, world: World) -> list[PlanStep]:
+        """Hook the closed gripper behind the handle and pull the drawer out."""
+        gap = -_HX - 0.034 - self.travel(world)  # between the drawer front and its handle
+        return self._stroke(gap, gap - 0.17)
+
+    def close_stroke(self, world: World) -> list[PlanStep]:
+        """Push the handle from outside until the drawer is in."""
+        outside = -_HX - HANDLE_STANDOFF - 0.025  # the handle's outer side, fingers just clear of it
+        return self._stroke(outside - self.travel(world), outside + 0.01)
 
     def to_world(self, local_x: float, z: float) -> np.ndarray:
         """A point on the cabinet's centre line, ``local_x`` along its x axis, at height ``z``."""
@@ -71,11 +94,10 @@ class OpenDrawer(_DrawerScene):
     instructions = ("open the drawer", "pull the drawer open", "slide the drawer out", "open up the drawer")
 
     def success(self, world: World) -> bool:
-        return self.travel(world) > OPENED
+        return self.is_open(world)
 
     def plan(self, world: World) -> list[PlanStep]:
-        gap = -_HX - 0.034 - self.travel(world)  # between the drawer front and its handle
-        return self._stroke(gap, gap - 0.17)
+        return self.open_stroke(world)
 
 
 class CloseDrawer(_DrawerScene):
@@ -85,8 +107,7 @@ class CloseDrawer(_DrawerScene):
     instructions = ("close the drawer", "push the drawer shut", "slide the drawer closed", "shut the drawer")
 
     def success(self, world: World) -> bool:
-        return self.travel(world) < CLOSED
+        return self.is_closed(world)
 
     def plan(self, world: World) -> list[PlanStep]:
-        outside = -_HX - HANDLE_STANDOFF - 0.025  # the handle's outer side, fingers just clear of it
-        return self._stroke(outside - self.travel(world), outside + 0.01)
+        return self.close_stroke(world)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import Task, Waypoint, grasp_yaw, pick_colors, sample_positions
+from sim.tasks.base import Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
 from sim.world import World
 
 _OBJECTS = {"cube_a": "cube", "cube_b": "cube", "cylinder": "cylinder"}
@@ -46,6 +46,12 @@ class PickUp(Task):
 
     def _aim(self, index: int) -> None:
         self.target = list(_OBJECTS)[index]
+
+    def things(self) -> list[Thing]:
+        return [
+            Thing(body, shape, color)
+            for (body, shape), color in zip(_OBJECTS.items(), self.colors, strict=True)
+        ]
 
     def pick_body(self) -> str:
         return self.target

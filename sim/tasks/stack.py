@@ -7,11 +7,19 @@ from itertools import permutations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import PlanStep, Task, pick_and_place, pick_colors, sample_positions
+from sim.tasks.base import PlanStep, Task, Thing, pick_and_place, pick_colors, sample_positions
 from sim.world import World
 
 _CUBES = ("cube_a", "cube_b", "cube_c")
 _PAIRS = list(permutations(range(len(_CUBES)), 2))  # (top, bottom) indices: the goals, in a fixed order
+
+
+def resting_on(world: World, top: str, bottom: str, gap: float = 2 * objects.CUBE_HALF) -> bool:
+    """Whether ``top`` sits on ``bottom``: centred over it within a cube's half side, its centre ``gap``
+    (the two half heights) above ``bottom``'s within 8 mm."""
+    offset = world.body_pos(top) - world.body_pos(bottom)
+    aligned = np.linalg.norm(offset[:2]) < objects.CUBE_HALF
+    return bool(aligned and abs(offset[2] - gap) < 0.008)
 
 
 class Stack(Task):
@@ -45,14 +53,14 @@ class Stack(Task):
         top, bottom = _PAIRS[index]
         self.top, self.bottom = _CUBES[top], _CUBES[bottom]
 
+    def things(self) -> list[Thing]:
+        return [Thing(c, "cube", color) for c, color in zip(_CUBES, self.colors, strict=True)]
+
     def pick_body(self) -> str:
         return self.top
 
     def success(self, world: World) -> bool:
-        offset = world.body_pos(self.top) - world.body_pos(self.bottom)
-        aligned = np.linalg.norm(offset[:2]) < objects.CUBE_HALF
-        resting = abs(offset[2] - 2 * objects.CUBE_HALF) < 0.008
-        return bool(aligned and resting and not world.touching(world.finger_geoms, self.top))
+        return resting_on(world, self.top, self.bottom) and not world.touching(world.finger_geoms, self.top)
 
     def plan(self, world: World) -> list[PlanStep]:
         release_z = 3 * objects.CUBE_HALF + 0.006  # the held cube's centre just above the bottom cube

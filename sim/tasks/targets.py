@@ -13,6 +13,7 @@ from sim import objects
 from sim.tasks.base import (
     PlanStep,
     Task,
+    Thing,
     Track,
     Waypoint,
     grasp_yaw,
@@ -69,9 +70,12 @@ class _TargetScene(Task):
         cube, pad = _PAIRS[index]
         self.cube, self.pad = _CUBES[cube], _PADS[pad]
 
+    def things(self) -> list[Thing]:
+        cubes = [Thing(c, "cube", color) for c, color in zip(_CUBES, self.cube_colors, strict=True)]
+        return cubes + [Thing(p, "target", color) for p, color in zip(_PADS, self.pad_colors, strict=True)]
+
     def on_target(self, world: World) -> bool:
-        offset = world.body_pos(self.cube) - world.body_pos(self.pad)
-        return bool(np.linalg.norm(offset[:2]) < _ON_TARGET and offset[2] < objects.CUBE_HALF + 0.005)
+        return on_target(world, self.cube, self.pad)
 
 
 class PushToTarget(_TargetScene):
@@ -88,29 +92,41 @@ class PushToTarget(_TargetScene):
         return self.on_target(world)
 
     def plan(self, world: World) -> list[PlanStep]:
-        return [Track(self._push_step)]
+        return push_steps(self.cube, self.pad, self.max_steps)
 
-    def _push_step(self, world: World) -> Waypoint:
-        """Closed loop, from geometry alone: get behind the cube (as seen from the goal), lower, push along
-        the line to the goal; whenever the cube has slipped off that line, lift and get behind it again."""
-        cube, tcp = world.body_pos(self.cube)[:2], world.tcp_pos
-        to_goal = world.body_pos(self.pad)[:2] - cube
-        distance = float(np.linalg.norm(to_goal))
-        heading = to_goal / max(distance, 1e-6)
-        behind = cube - heading * (objects.CUBE_HALF + 0.025)
-        offset = tcp[:2] - cube
-        along, across = offset @ heading, abs(offset @ np.array([-heading[1], heading[0]]))
-        if along < -objects.CUBE_HALF and across < 0.012 and tcp[2] < 0.03:
-            aim, z = cube - heading * (objects.CUBE_HALF + 0.012) + heading * min(0.025, distance), _PUSH_Z
-        elif np.linalg.norm(tcp[:2] - behind) < 0.01:
-            aim, z = behind, _PUSH_Z  # lower behind the cube
-        elif tcp[2] < 0.06:
-            aim, z = tcp[:2], _CLEAR_Z  # lift before moving around the cube
-        else:
-            aim, z = behind, _CLEAR_Z
-        # Fingers across the push direction; the closed gripper is symmetric under half a turn.
-        yaw = grasp_yaw(float(np.arctan2(heading[1], heading[0])), np.pi)
-        return Waypoint(np.array([*aim, z]), yaw, 1.0, tolerance=0.0, timeout=self.max_steps)
+
+def on_target(world: World, cube: str, pad: str) -> bool:
+    """Whether ``cube`` rests on the table within the pad's disc (its centre within 35 mm of the pad's)."""
+    offset = world.body_pos(cube) - world.body_pos(pad)
+    return bool(np.linalg.norm(offset[:2]) < _ON_TARGET and offset[2] < objects.CUBE_HALF + 0.005)
+
+
+def push_steps(cube: str, pad: str, timeout: int) -> list[PlanStep]:
+    """One closed-loop step that pushes ``cube`` onto ``pad`` (``push_waypoint``) for up to ``timeout`` steps."""
+    return [Track(lambda world: push_waypoint(world, cube, pad, timeout))]
+
+
+def push_waypoint(world: World, cube_body: str, pad: str, timeout: int) -> Waypoint:
+    """Closed loop, from geometry alone: get behind the cube (as seen from the goal), lower, push along
+    the line to the goal; whenever the cube has slipped off that line, lift and get behind it again."""
+    cube, tcp = world.body_pos(cube_body)[:2], world.tcp_pos
+    to_goal = world.body_pos(pad)[:2] - cube
+    distance = float(np.linalg.norm(to_goal))
+    heading = to_goal / max(distance, 1e-6)
+    behind = cube - heading * (objects.CUBE_HALF + 0.025)
+    offset = tcp[:2] - cube
+    along, across = offset @ heading, abs(offset @ np.array([-heading[1], heading[0]]))
+    if along < -objects.CUBE_HALF and across < 0.012 and tcp[2] < 0.03:
+        aim, z = cube - heading * (objects.CUBE_HALF + 0.012) + heading * min(0.025, distance), _PUSH_Z
+    elif np.linalg.norm(tcp[:2] - behind) < 0.01:
+        aim, z = behind, _PUSH_Z  # lower behind the cube
+    elif tcp[2] < 0.06:
+        aim, z = tcp[:2], _CLEAR_Z  # lift before moving around the cube
+    else:
+        aim, z = behind, _CLEAR_Z
+    # Fingers across the push direction; the closed gripper is symmetric under half a turn.
+    yaw = grasp_yaw(float(np.arctan2(heading[1], heading[0])), np.pi)
+    return Waypoint(np.array([*aim, z]), yaw, 1.0, tolerance=0.0, timeout=timeout)
 
 
 class PlaceOnTarget(_TargetScene):

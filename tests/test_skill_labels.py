@@ -1,0 +1,59 @@
+"""Skill labels of recorded demonstrations: a vla-record episode replays exactly and each frame gets the
+sub-instruction of the skill under way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies.recording.app import RecordConfig, record
+from policies.recording.relabel import skill_labels
+from policies.recording.settings import SETTINGS_PATH
+from vla.data.meta import load_meta
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos") / "ds"
+    record(
+        RecordConfig(
+            task=["PlaceInBin", "PushToTarget"],
+            episodes_per_task=1,
+            out=str(out),
+            noise=0.05,
+            image_size=[32, 32],
+        )
+    )
+    return out
+
+
+def test_a_recorded_place_in_bin_episode_splits_into_its_pick_and_its_place(demos):
+    meta = load_meta(demos)
+    episode = next(i for i, row in enumerate(meta.episodes) if row["vla/sim_task"] == "PlaceInBin")
+    labels = skill_labels(demos, episode)
+    assert len(labels) == meta.episodes[episode]["length"]
+    color = meta.episodes[episode]["tasks"][0].split()[2]  # "put the red cube ..." and its paraphrases
+    pick, place = f"pick up the {color} cube", f"put the {color} cube in the bin"
+    switch = labels.index(place)
+    assert labels == [pick] * switch + [place] * (len(labels) - switch) and 5 < switch < len(labels) - 3
+
+
+def test_a_one_skill_episode_is_that_skill_throughout(demos):
+    meta = load_meta(demos)
+    episode = next(i for i, row in enumerate(meta.episodes) if row["vla/sim_task"] == "PushToTarget")
+    labels = skill_labels(demos, episode)
+    assert len(set(labels)) == 1 and labels[0].startswith("push the ") and labels[0].endswith(" target")
+
+
+def test_a_replay_that_leaves_the_recording_is_an_error_naming_the_frame(demos, tmp_path):
+    path = demos / SETTINGS_PATH
+    stored = json.loads(path.read_text())
+    try:
+        path.write_text(json.dumps({**stored, "settings": {**stored["settings"], "noise": 0.2}}))
+        with pytest.raises(ValueError, match=r"the replay left the recording at frame 1 "):
+            skill_labels(demos, 0)
+    finally:
+        path.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=r"has episodes 0\.\.1, no episode 5"):
+        skill_labels(demos, 5)
