@@ -9,16 +9,18 @@ The wings (``WINGS``) import the core, ``vla`` and ``sim``, and another wing onl
 declares it: ``evaluation/`` and ``runtime/`` write their reports with ``reports/`` (results documents,
 videos, plots, which imports nothing but the core); ``runtime/`` drives ``evaluation/``'s environment
 (``SimRobot`` wraps ``EvalEnv``) and speaks ``serving/``'s wire format through its client; ``apps/`` composes
-them all. ``tests/test_import_rules.py`` reads every import of ``sim``, ``vla`` and ``policies`` and fails on
+them all; ``planning/`` (a language-model planner over skills) writes its results with ``reports/``.
+``tests/test_import_rules.py`` reads every import of ``sim``, ``vla`` and ``policies`` and fails on
 one these rules do not allow, and on any import circle.
 """
 
-WINGS = ("evaluation", "recording", "reports", "serving", "runtime", "apps")
+WINGS = ("evaluation", "recording", "reports", "serving", "runtime", "planning", "apps")
 WING_IMPORTS = {  # wing -> the other wings it may import
     "evaluation": ("reports",),
     "recording": (),
     "reports": (),
     "serving": (),
     "runtime": ("evaluation", "reports", "serving"),
+    "planning": ("reports",),  # a planner over skills writes its results documents with reports/
     "apps": WINGS,
 }

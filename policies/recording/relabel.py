@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.recording import suites
+from policies import suites
 from policies.recording.app import goals_per_scene, job_of
 from policies.recording.settings import load_settings
 from policies.recording.worker import episode_setup
