@@ -174,3 +174,34 @@ def test_smollm2_picks_an_object_of_the_named_colour_first():
     episode = planner.start("move each yellow object to the bin", "holding: nothing. in the bin: nothing.")
     decision = planner.decide(episode, candidates, [1.0, 1.0, 1.0, 1.0])
     assert decision.text == "pick up the yellow block", decision.scores
+
+
+def test_the_config_file_composes_and_an_oracle_run_writes_the_results_document(tmp_path):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from policies.planning.evaluate import run
+    from policies.reports.results import markdown_table
+
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose(
+            "plan_eval",
+            overrides=[
+                "planner=oracle",
+                "task=[StackThree]",
+                "episodes_per_task=2",
+                "fault_p=0.3",
+                "feedback=[true,false]",
+                f"out={tmp_path}",
+            ],
+        )
+    config = OmegaConf.to_object(cfg)
+    assert config.feedback == [True, False] and config.task == ["StackThree"]
+    document = run(config)
+    entry = document["tasks"]["StackThree"]
+    assert entry["episodes"] == 2 and entry["planning_accuracy"] == 1.0 and len(entry["ci95"]) == 2
+    assert set(document["open_loop"]["tasks"]) == {"StackThree"}
+    assert document["protocol"]["affordance"].startswith("privileged")
+    assert "StackThree" in markdown_table(document)  # the shared results shape
+    report = (tmp_path / "report.md").read_text()
+    assert "| StackThree |" in report and "privileged" in report and (tmp_path / "results.json").is_file()
