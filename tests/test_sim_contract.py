@@ -124,6 +124,30 @@ def test_expert_labels_close_on_the_frame_that_reaches_the_grasp():
     env.close()
 
 
+def test_a_round_object_is_grasped_without_turning_the_wrist_towards_its_invisible_yaw():
+    """A standing cylinder looks the same at every yaw: the expert must not turn the gripper to it (a policy
+    cannot learn that turn from pictures, and up to 180 degrees of it walked joint 7 into its limit, which
+    held the real-arm rehearsal of docs/deployment.md on seed 200004)."""
+    from sim.robot import PANDA_DH
+
+    low, high = (np.array([getattr(row, side) for row in PANDA_DH]) for side in ("lower", "upper"))
+    env = sim.make("PickUp", cameras=())
+    world = env.unwrapped.world
+    for seed in range(200000, 200010):  # the rehearsal's seeds, seed 200004's target is the cylinder
+        obs, _ = env.reset(seed=seed)
+        expert = sim.make_expert(env)
+        room = np.inf
+        for _ in range(env.unwrapped.max_steps):
+            room = min(room, float(np.min(np.minimum(world.arm_qpos - low, high - world.arm_qpos))))
+            obs, _, terminated, truncated, info = env.step(expert.infer(obs)["actions"][0])
+            if terminated or truncated:
+                break
+        assert info["success"] and room > 0.1, f"seed {seed}: {room:.3f} rad from a joint limit"
+        if env.unwrapped.task.target == "cylinder":
+            assert {waypoint.yaw for waypoint in expert._plan if hasattr(waypoint, "yaw")} == {0.0}
+    env.close()
+
+
 BAD_ACTIONS = {
     "wrong shape": (np.zeros(6, np.float32), "shape"),
     "a chunk": (np.zeros((2, 7), np.float32), "shape"),

@@ -181,8 +181,13 @@ def sample_positions(
     raise RuntimeError(f"could not place {n} objects {min_distance} m apart in the region; region too small")
 
 
-def grasp_yaw(object_yaw: float, symmetry: float = np.pi / 2) -> float:
-    """The gripper yaw nearest zero that lines the fingers up with an object of the given symmetry."""
+def grasp_yaw(object_yaw: float, symmetry: float | None = np.pi / 2) -> float:
+    """The gripper yaw nearest zero that lines the fingers up with an object of the given symmetry (rad);
+    ``None``: round about z (a standing cylinder), so any yaw grasps it and the answer is 0. Never the
+    round object's own yaw: the cameras cannot see it, so a policy could not learn a wrist turn towards it,
+    and a turn of up to 180 degrees walks the wrist into its joint limit."""
+    if symmetry is None:
+        return 0.0
     return float((object_yaw + symmetry / 2) % symmetry - symmetry / 2)
 
 

@@ -23,7 +23,7 @@ RELEASE_CLEARANCE = 0.006  # m, gap under a held object when it is let go above 
 RETREAT = 0.1  # m, how far the open gripper rises after letting go
 
 # Rotational symmetry of each kind's footprint about z: the fingers may close along any of these angles.
-SYMMETRY = {"cube": np.pi / 2, "cylinder": 2 * np.pi, "block": np.pi}
+SYMMETRY = {"cube": np.pi / 2, "cylinder": None, "block": np.pi}  # grasp_yaw's; None: round about z
 HALF_HEIGHT = {
     "cube": objects.CUBE_HALF,
     "cylinder": objects.CYLINDER_HALF_HEIGHT,
@@ -43,8 +43,10 @@ HAND_REACH = 0.2  # m: objects closer than this to a grasp may meet the hand, wh
 def clear_yaw(world: World, body: str, kind: str, neighbours: Sequence[str]) -> float:
     """The grasp yaw of ``body`` whose finger axis (the hand's long side) points furthest away from the
     nearest of ``neighbours``: of a cube's two grasps, the one that keeps the hand off a stack beside it."""
-    base = grasp_yaw(world.body_yaw(body), SYMMETRY[kind])
-    options = [base, grasp_yaw(base + np.pi / 2, np.pi)] if SYMMETRY[kind] <= np.pi / 2 else [base]
+    symmetry = SYMMETRY[kind]
+    base = grasp_yaw(world.body_yaw(body), symmetry)
+    square = symmetry is not None and symmetry <= np.pi / 2  # a cube: two grasps, 90 degrees apart
+    options = [base, grasp_yaw(base + np.pi / 2, np.pi)] if square else [base]
     pos = world.body_pos(body)[:2]
     offsets = [world.body_pos(n)[:2] - pos for n in neighbours if n != body]
     near = [o / np.linalg.norm(o) for o in offsets if 1e-6 < np.linalg.norm(o) < HAND_REACH]

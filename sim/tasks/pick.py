@@ -62,7 +62,7 @@ class PickUp(Task):
 
     def plan(self, world: World) -> list[Waypoint]:
         pos = world.body_pos(self.target)
-        symmetry = np.pi / 2 if _OBJECTS[self.target] == "cube" else np.pi * 2
+        symmetry = np.pi / 2 if _OBJECTS[self.target] == "cube" else None  # a standing cylinder is round
         yaw = grasp_yaw(world.body_yaw(self.target), symmetry)
         above = np.array([pos[0], pos[1], 0.12])
         grasp = np.array([pos[0], pos[1], pos[2]])
