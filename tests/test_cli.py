@@ -168,6 +168,9 @@ def test_the_old_names_of_renamed_options_still_work_with_a_notice(capsys, monke
         "vla-sim-report: tasks= is now task= (the old name goes in the next release)",
         "vla-sim-report: episodes= is now episodes_per_task= (the old name goes in the next release)",
     ]
+    deploy = importlib.import_module(APPS["deploy"])
+    assert cli.rename("vla-deploy", ["episodes=4"], deploy.RENAMED) == ["episodes_per_task=4"]
+    assert "vla-deploy: episodes= is now episodes_per_task=" in capsys.readouterr().err
     assert cli.rename(
         "vla-train", ["closed_loop.tasks=[all]"], {"closed_loop.tasks": "closed_loop.task"}
     ) == ["closed_loop.task=[all]"]

@@ -47,7 +47,7 @@ def expected() -> list[tuple[bool, int]]:
 
 
 def test_sync_deployment_over_the_wire_matches_vla_eval_episode_by_episode(tmp_path, expected):
-    options = dict(policy="expert", task=TASK, episodes=EPISODES, max_steps=BUDGET, rate_hz=200)
+    options = dict(policy="expert", task=TASK, episodes_per_task=EPISODES, max_steps=BUDGET, rate_hz=200)
     sync = run(DeployConfig(**options, remote=True, async_inference=False, out=str(tmp_path / "sync")))
     assert outcomes(sync) == expected
     assert [e["seed"] for e in sync["episodes"]] == list(range(HELDOUT.start, HELDOUT.start + EPISODES))
@@ -70,7 +70,7 @@ def test_a_policy_served_by_vla_serve_drives_the_remote_robot_like_vla_eval(tmp_
     from policies.serving.server import PolicyServer, ServerThread
 
     with ServerThread(PolicyServer(ExpertPolicy, port=0, kind="expert")) as server:
-        options = dict(task=TASK, episodes=EPISODES, max_steps=BUDGET, rate_hz=200, remote=True)
+        options = dict(task=TASK, episodes_per_task=EPISODES, max_steps=BUDGET, rate_hz=200, remote=True)
         served = run(
             DeployConfig(
                 server=f"127.0.0.1:{server.port}", **options, async_inference=False, out=str(tmp_path)
@@ -81,7 +81,7 @@ def test_a_policy_served_by_vla_serve_drives_the_remote_robot_like_vla_eval(tmp_
 
 def test_recording_a_deployment_gives_a_valid_dataset_with_its_interventions(tmp_path):
     dataset = tmp_path / "deployments"
-    options = dict(policy="expert", task="PressButton", episodes=2, rate_hz=50, record=str(dataset))
+    options = dict(policy="expert", task="PressButton", episodes_per_task=2, rate_hz=50, record=str(dataset))
     document = run(DeployConfig(**options, safety={"max_translation": 0.03}, out=str(tmp_path / "report")))
     assert cli.main(["validate", str(dataset)]) == 0
     meta = load_meta(dataset)
@@ -190,7 +190,7 @@ def test_vla_deploy_exits_non_zero_on_sigint_with_the_robot_stopped(tmp_path):
         "policies.runtime.deploy",
         "policy=expert",
         "task=PlaceInBin",
-        "episodes=5",
+        "episodes_per_task=5",
         "rate_hz=20",
         f"out={tmp_path}",
     ]

@@ -79,7 +79,7 @@ def _franka_config(tmp_path, **options) -> DeployConfig:
         franka={"host": HOST, "cameras": {"agentview": 0}, "dynamics_factor": 0.2},
         checkpoint="stub",  # make_policy is replaced by the stub
         instruction="push the block into the corner",
-        episodes=2,
+        episodes_per_task=2,
         max_steps=8,
         rate_hz=200,
         out=str(tmp_path),
@@ -136,7 +136,7 @@ def test_the_arm_gets_only_absolute_targets_inside_the_workspace_and_homes_befor
 
 
 def test_a_dry_run_moves_nothing_not_even_to_home(tmp_path, franky, cameras, policy):
-    doc = run(_franka_config(tmp_path, episodes=1, safety={"dry_run": True}))
+    doc = run(_franka_config(tmp_path, episodes_per_task=1, safety={"dry_run": True}))
     assert [call for call in franky.robots[-1].calls if call[0] == "move"] == []
     assert franky.grippers[-1].calls == []
     assert doc["timing"]["ticks"] == 8 and "DRY RUN" in (tmp_path / "report.md").read_text()
@@ -208,7 +208,7 @@ def test_a_recorded_franka_episode_claims_no_task_seed_or_success(tmp_path, fran
     from vla.data.meta import load_meta
 
     dataset = tmp_path / "arm"
-    run(_franka_config(tmp_path / "report", episodes=1, rate_hz=50, record=str(dataset)))
+    run(_franka_config(tmp_path / "report", episodes_per_task=1, rate_hz=50, record=str(dataset)))
     assert cli.main(["validate", str(dataset)]) == 0
     meta = load_meta(dataset)
     row = meta.episodes[0]

@@ -1,12 +1,12 @@
 """``vla-deploy``: a policy on a robot, through the safety layer, at a fixed rate, with a report.
 
-    vla-deploy policy=expert task=PickUp episodes=10                         # a rehearsal in simulation
-    vla-deploy checkpoint=runs/tiny task=PickUp remote=true episodes=20      # the simulator in its own process
+    vla-deploy policy=expert task=PickUp episodes_per_task=10                         # a rehearsal in simulation
+    vla-deploy checkpoint=runs/tiny task=PickUp remote=true episodes_per_task=20      # the simulator in its own process
     vla-deploy checkpoint=runs/tiny async_inference=false                    # vla-eval's receding horizon
     VLA_SERVE_API_KEY=KEY vla-deploy server=gpu-box:8000 task=PickUp         # a policy served by vla-serve
     vla-deploy checkpoint=runs/tiny safety.scale=0.3 safety.max_translation=0.02   # a slow first run
     vla-deploy checkpoint=runs/tiny safety.dry_run=true                      # compute and log, send nothing
-    vla-deploy policy=expert record=data/deployments episodes=5              # record what was executed
+    vla-deploy policy=expert record=data/deployments episodes_per_task=5              # record what was executed
     vla-deploy robot=franka franka.host=172.16.0.2 'franka.cameras={agentview: 0, wrist: 2}' \
         checkpoint=runs/tiny instruction='pick up the red block' max_steps=300 safety.scale=0.3   # the arm
     vla-deploy robot=my_arm 'robot_options={port: /dev/ttyUSB0}' checkpoint=runs/tiny instruction='...' \
@@ -99,7 +99,7 @@ class DeployConfig:
     # server: sent as "Authorization: Api-Key <key>"; null: $VLA_SERVE_API_KEY. Never written to a file.
     api_key: str | None = field(default=None, repr=False)
     instruction: str | None = None  # what the policy is told; null: the sim task's (robot=franka: required)
-    episodes: int = 1  # episodes run one after the other
+    episodes_per_task: int = 1  # episodes of the one task (or instruction), run one after the other
     rate_hz: float = 10.0  # control rate
     n_action_steps: int = 5  # sync: actions played per chunk; async: ticks between requests
     async_inference: bool = True  # false: ask, play n_action_steps, ask again (vla-eval's loop)
@@ -191,10 +191,10 @@ class DeployConfig:
     def seeds(self) -> list[int | None]:
         """Each episode's seed; a real robot's scene has none (its episodes are numbered, not seeded)."""
         if self.robot == SIM:
-            return episode_seeds(self.split, self.episodes, self.seed)
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        return [None] * self.episodes
+            return episode_seeds(self.split, self.episodes_per_task, self.seed)
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
+        return [None] * self.episodes_per_task
 
     def loop_config(self, robot_max_steps: int) -> LoopConfig:
         return LoopConfig(
@@ -377,7 +377,10 @@ def _plain(value):
     return value
 
 
-@cli.app("vla-deploy", "deploy")
+RENAMED = {"episodes": "episodes_per_task"}  # the name every other app uses; old one for a release
+
+
+@cli.app("vla-deploy", "deploy", renamed=RENAMED)
 def main(config: DeployConfig) -> None:
     passive_openmp()
     estop = EStop()
