@@ -128,7 +128,8 @@ class DemoConfig:
     )  # a subset of record, train, eval, run in order
     torch_threads: int = 2  # the demo's CPU threads (training and evaluation); 0: torch's default
     # Does the policy read its instruction? Modes evaluated on the language tasks beside the normal
-    # evaluation: swap | blank | heldout (policies.evaluation.instruction), on the same held-out seeds.
+    # evaluation: swap | blank | heldout | wordings (policies.evaluation.instruction), on the same
+    # held-out seeds.
     instruction_eval: list[str] = field(default_factory=list)
     instruction_episodes: int = 0  # episodes per task of those modes; 0: the evaluation's
     record: RecordConfig = field(default_factory=demo_record)

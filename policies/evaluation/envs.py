@@ -76,7 +76,9 @@ class EvalEnv(gym.Wrapper):
         if self._final is not None:
             return self._final
         obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, info = instruction.policy_view(obs, self.instruction_mode), {**info, **self._extra}
+        # What the policy read at the reset, on every step (blank's "", wordings' wording), not the env's own.
+        obs = instruction.policy_view(obs, self._extra.get(instruction.POLICY_INSTRUCTION))
+        info = {**info, **self._extra}
         if self.recording:
             self._frames.append(self.env.render())
         done = terminated or truncated

@@ -5,6 +5,7 @@
     vla-eval policy=expert task=[PickUp,Stack] episodes_per_task=20 out=runs/expert-eval
     vla-eval checkpoint=DIR chunking=ensemble camera_map={agentview:wrist,wrist:agentview}
     vla-eval checkpoint=DIR task=[PickUp,Stack] instruction=[normal,swap,blank,heldout]   # reads its instruction?
+    vla-eval checkpoint=DIR task=[PressButton,PickUp] instruction=[normal,wordings]   # wordings people use
     vla-eval checkpoint=DIR task=metaworld/mt50   # Meta-World (.venv-metaworld), 10 episodes per task by default
 
 Writes ``results.json`` (schema: docs/evaluation.md), ``report.md``, ``videos/<task>.mp4`` and TensorBoard
@@ -100,8 +101,8 @@ def evaluate(
     recorder's settings, as its training frames were. ``precision``: the float type a checkpoint computes in
     (auto, fp32, bf16; vla/model/precision.py). ``env_options``: fields of
     ``sim.EnvConfig`` (image_size, cameras, max_steps, render_size, ...). ``instruction``: a mode or a list
-    of ``normal``, ``swap``, ``blank``, ``heldout`` (``policies.evaluation.instruction``), each run on the
-    same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
+    of ``normal``, ``swap``, ``blank``, ``heldout``, ``wordings`` (``policies.evaluation.instruction``),
+    each run on the same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
     each task's video is written to ``<out>/videos/<task>.mp4`` (``<task>-<mode>.mp4`` for the modes
     beside the top level's); nothing else is written (``run`` writes the report)."""
     tasks = mw_eval.resolve_tasks(tasks)
@@ -290,7 +291,7 @@ class EvalConfig:
     device: str = "cpu"  # where the checkpoint runs: cpu | cuda
     precision: str = "fp32"  # the checkpoint computes in fp32 | bf16 | auto (bf16 where native)
     torch_threads: int = 0  # CPU threads of the policy's forward passes; 0: torch's default (one per core)
-    # normal | swap | blank | heldout, or a list of them: does the policy read its instruction?
+    # normal | swap | blank | heldout | wordings, or a list of them: does the policy read its instruction?
     # (policies.evaluation.instruction). Untyped so that a single mode or a list both work.
     instruction: Any = NORMAL
     holdout_templates: Any = "last"  # heldout's templates: last, or {task: template text or index}

@@ -102,8 +102,8 @@ def refuse_instruction_modes(modes: list[str], option: str, remedy: str) -> None
     if [mode for mode in modes if mode != "normal"]:
         raise ValueError(
             f"{option}={modes} is not available on Meta-World: each task has one instruction naming its "
-            "one goal, so swap has no other goal to name, heldout no held-out paraphrase, and blank no "
-            f"chance level to compare with (its instruction only names the task); {remedy}"
+            "one goal, so swap has no other goal to name, heldout and wordings no held-out paraphrase, and "
+            f"blank no chance level to compare with (its instruction only names the task); {remedy}"
         )
 
 

@@ -64,6 +64,13 @@ class Task(ABC):
     name: ClassVar[str]
     max_steps: ClassVar[int]
     instructions: ClassVar[tuple[str, ...]]  # paraphrase templates, formatted with reset()'s fields
+    # Wordings a new user might type, for ``vla-eval instruction=wordings``: new verbs, elliptic references
+    # that leave out what the scene makes obvious ("the red one"), other sentence orders, casual phrasing.
+    # A policy trained on ``instructions`` alone may take its task from their nouns rather than from the
+    # scene; these measure that. Formatted with the goal's fields only (a wording may leave some out where
+    # the rest still names exactly one of ``goals()`` in every scene). Never drawn by ``reset``, so never
+    # recorded, and not for tuning anything. () for a task without alternatives: none.
+    unseen_wordings: ClassVar[tuple[str, ...]] = ()
     # The instruction fields that name the goal among the scene's alternatives (a goal is a dict of them);
     # () for a task whose scene alone decides what to do (the drawers), which has a single goal.
     goal_fields: ClassVar[tuple[str, ...]] = ()

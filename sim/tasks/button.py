@@ -22,6 +22,16 @@ class PressButton(Task):
         "push down on the {color} button",
         "hit the {color} button",
     )
+    # The buttons' colours are distinct, so the colour alone names one (docs/sim.md).
+    unseen_wordings = (
+        "tap the {color} button",
+        "click the {color} button",
+        "give the {color} button a press",
+        "the {color} button, press it",
+        "press the {color} one",
+        "the {color} one",
+        "{color}, please",
+    )
     goal_fields = ("color",)
 
     def objects_xml(self) -> str:

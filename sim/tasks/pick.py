@@ -22,6 +22,16 @@ class PickUp(Task):
         "grab the {color} {object} and raise it",
         "take the {color} {object} off the table",
     )
+    # The three objects' colours are distinct, so the colour alone names one (docs/sim.md).
+    unseen_wordings = (
+        "raise the {color} {object}",
+        "hold the {color} {object} up in the air",
+        "the {color} {object}, pick it up",
+        "pick the {color} one up",
+        "can you hand me that {color} {object}",
+        "the {color} one, please",
+        "{color}, please",
+    )
     goal_fields = ("color", "object")
 
     def objects_xml(self) -> str:

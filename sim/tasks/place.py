@@ -28,6 +28,16 @@ class PlaceInBin(Task):
         "drop the {color} cube in the bin",
         "move the {color} cube into the bin",
     )
+    # The cubes' colours are distinct and there is one bin, so the colour alone names the goal.
+    unseen_wordings = (
+        "toss the {color} cube into the bin",
+        "get the {color} cube into the bin",
+        "the {color} cube, put it in the bin",
+        "into the bin with the {color} cube",
+        "the {color} one goes in the bin",
+        "bin the {color} one",
+        "the {color} one, please",
+    )
     goal_fields = ("color",)
 
     def objects_xml(self) -> str:

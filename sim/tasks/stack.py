@@ -31,6 +31,16 @@ class Stack(Task):
         "place the {top} cube onto the {bottom} cube",
         "pile the {top} cube on the {bottom} cube",
     )
+    # Both colours, in their roles: the scene holds only cubes, so "cube" may go.
+    unseen_wordings = (
+        "set the {top} cube on the {bottom} cube",
+        "the {top} cube goes on top of the {bottom} cube",
+        "on the {bottom} cube, put the {top} cube",
+        "the {top} cube, stack it on the {bottom} one",
+        "put the {top} one on the {bottom} one",
+        "{top} on {bottom}",
+        "can you stack {top} on {bottom} for me",
+    )
     goal_fields = ("top", "bottom")
 
     def objects_xml(self) -> str:

@@ -87,6 +87,17 @@ class PushToTarget(_TargetScene):
         "push the {color} cube onto the {target} circle",
         "shove the {color} cube to the {target} target",
     )
+    # Both colours (cube, then target). The scene is PlaceOnTarget's too, so the verb stays a push: only
+    # the nouns, which the scene makes obvious, may go.
+    unseen_wordings = (
+        "nudge the {color} cube over to the {target} target",
+        "slide the {color} cube along the table to the {target} target",
+        "the {color} cube, push it to the {target} target",
+        "onto the {target} target, push the {color} cube",
+        "push the {color} one to the {target} one",
+        "slide {color} onto {target}",
+        "push {color} to {target}, please",
+    )
 
     def success(self, world: World) -> bool:
         return self.on_target(world)
@@ -137,6 +148,16 @@ class PlaceOnTarget(_TargetScene):
         "put the {color} cube on the {target} target",
         "pick up the {color} cube and set it down on the {target} target",
         "move the {color} cube onto the {target} circle",
+    )
+    # As PushToTarget's, with a placing verb.
+    unseen_wordings = (
+        "set the {color} cube down on the {target} target",
+        "carry the {color} cube to the {target} target",
+        "the {color} cube, place it on the {target} target",
+        "on the {target} target, place the {color} cube",
+        "put the {color} one on the {target} one",
+        "{color} on {target}, please",
+        "can you pop the {color} cube onto the {target} target",
     )
 
     def pick_body(self) -> str:
