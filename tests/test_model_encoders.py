@@ -191,20 +191,6 @@ def test_fewer_resnet_stages_give_a_finer_feature_grid(stages, grid, channels):
     assert encoder(images(1, 1, (64, 64))).shape == (1, 1, grid[0] * grid[1], channels)
 
 
-def test_the_pyramid_keeps_the_last_stage_on_the_grid_of_the_stage_before():
-    cfg = VisionConfig(kind="resnet18", width=32, stages=3, pyramid=True)
-    encoder = build_vision_encoder(cfg, (64, 72), CAMERAS[1])
-    assert encoder.grid == (8, 9) and encoder.out_dim == 8 + 16  # stage 2's channels, then stage 3's
-    features = encoder(images(2, 1, (64, 72)))
-    assert features.shape == (2, 1, 72, 24)
-    # the deep half is the stride-16 map repeated over 2x2 cells: equal within a block, not a copy of stage 2
-    deep = features[0, 0, :, 8:].view(8, 9, 16)
-    torch.testing.assert_close(deep[0, 0], deep[1, 1])
-    assert not torch.allclose(features[0, 0, 0, :8], features[0, 0, 10, :8])
-    with pytest.raises(ValueError, match="pyramid"):
-        VisionConfig(kind="resnet18", stages=1, pyramid=True)
-
-
 def test_keypoints_are_where_their_feature_is_on_the_grid():
     # A feature present in one patch only: every keypoint that responds to it lands on that patch's centre,
     # in x (column) then y (row), each from -1 (left, top) to 1 (right, bottom) of the (h, w) = (3, 4) grid.

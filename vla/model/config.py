@@ -42,9 +42,6 @@ class VisionConfig:
     # resnet18: residual stages kept (1-4); each one fewer halves the output stride (32 -> 16 -> 8 -> 4) and
     # the channels (width -> width/2 ...): a finer feature grid, for the keypoints connector
     stages: int = 4
-    # resnet18: the output map is the last stage's upsampled 2x and concatenated with the stage before it's
-    # (one feature-pyramid step): the grid of `stages - 1` with the last stage's features kept (width * 1.5)
-    pyramid: bool = False
 
     def __post_init__(self):
         if self.random_shift < 0:
@@ -55,10 +52,6 @@ class VisionConfig:
             raise ValueError(f"vision.stages must be in [1, 4] (resnet18 residual stages), got {self.stages}")
         if self.stages != 4 and self.kind != "resnet18":
             raise ValueError(f"vision.stages is for kind 'resnet18', got {self.kind!r}")
-        if self.pyramid and (self.kind != "resnet18" or self.stages < 2):
-            raise ValueError(
-                f"vision.pyramid needs kind 'resnet18' with stages >= 2, got {self.kind!r}, {self.stages}"
-            )
         if self.coords and self.kind != "resnet18":
             raise ValueError(
                 f"vision.coords is for kind 'resnet18' (a ViT has position embeddings), got {self.kind!r}"

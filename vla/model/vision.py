@@ -76,11 +76,7 @@ class ResNet18GN(nn.Module):
 
     ``coords`` appends two channels holding each pixel's x and y in [-1, 1] to the input (CoordConv, Liu et
     al. 2018): convolutions are translation-equivariant, so without them the network must infer where a
-    thing is from border effects, which takes far more data than a policy that has to reach it can spare.
-
-    ``pyramid``: the output is the last stage's map upsampled 2x (nearest) and concatenated with the previous
-    stage's, C = width * 1.5 on the previous stage's grid: the deep stage's features (FiLM-modulated, what the
-    instruction and the goal need) at the finer positions a grasp needs."""
+    thing is from border effects, which takes far more data than a policy that has to reach it can spare."""
 
     def __init__(
         self,
@@ -89,7 +85,6 @@ class ResNet18GN(nn.Module):
         coords: bool = False,
         stages: int = 4,
         condition_dim: int = 0,
-        pyramid: bool = False,
     ):
         super().__init__()
         if width % 8:
@@ -113,15 +108,11 @@ class ResNet18GN(nn.Module):
         # Every stride-2 layer here (k7 p3, k3 p1, k1 p0) maps a side s to ceil(s / 2): two in the stem,
         # one per stage after the first.
         height, width_px = image_size
-        sides = []
         for _ in range(stages + 1):
             height, width_px = (height + 1) // 2, (width_px + 1) // 2
-            sides.append((height, width_px))
-        # pyramid: the last stage's output is concatenated after this block's (the end of the stage before)
-        self.lateral = len(blocks) - 3 if pyramid else None
-        self.grid = sides[-2] if pyramid else sides[-1]  # (h, w) of the feature map
-        self.num_patches = self.grid[0] * self.grid[1]
-        self.out_dim = in_channels + (widths[stages - 2] if pyramid else 0)
+        self.grid = (height, width_px)  # (h, w) of the feature map
+        self.num_patches = height * width_px
+        self.out_dim = in_channels
         # The stem's output (stride 4): colour and edges still close to the pixels, for instruction keypoints
         self.stem_grid = (-(-image_size[0] // 4), -(-image_size[1] // 4))
         self.stem_dim = widths[0]
@@ -136,15 +127,10 @@ class ResNet18GN(nn.Module):
             raise ValueError("a FiLM-conditioned encoder needs the instruction vector, and only it takes one")
         stem = features = self.stem(x)
         pairs = self.film(condition) if self.film is not None else [None] * len(self.stages)
-        for index, (block, pair) in enumerate(zip(self.stages, pairs, strict=True)):
+        for block, pair in zip(self.stages, pairs, strict=True):
             features = block(features)
             if pair is not None:
                 features = modulate(features, pair)
-            if index == self.lateral:
-                lateral = features  # (M, C/2, 2h, 2w)
-        if self.lateral is not None:
-            deep = F.interpolate(features, size=lateral.shape[-2:], mode="nearest")
-            features = torch.cat([lateral, deep], dim=1)  # (M, 3C/2, 2h, 2w)
         features = features.flatten(2).transpose(1, 2)  # (M, h*w, C)
         return (features, stem.flatten(2).transpose(1, 2)) if with_stem else features
 
@@ -396,8 +382,7 @@ def build_vision_encoder(
     count = 1 if cfg.shared else len(cameras)
     if cfg.kind == "resnet18":
         backbones = [
-            ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages, condition_dim, cfg.pyramid)
-            for _ in range(count)
+            ResNet18GN(cfg.width, image_size, cfg.coords, cfg.stages, condition_dim) for _ in range(count)
         ]
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif cfg.kind == LITE0:  # the trunk normalizes its [0, 1] input itself
