@@ -60,3 +60,8 @@ def wilson_interval(successes: int, episodes: int, z: float = Z_95) -> tuple[flo
     centre = (p + z**2 / (2 * episodes)) / denominator
     half = z * np.sqrt(p * (1 - p) / episodes + z**2 / (4 * episodes**2)) / denominator
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def rate_with_interval(rate: float, interval) -> str:
+    """``91% [84-95]``: a success rate with its 95% interval, as every table of ours prints it."""
+    return f"{rate:.0%} [{interval[0]:.0%}-{interval[1]:.0%}]"

@@ -268,8 +268,8 @@ EASY = ["metaworld/reach-v3", "metaworld/button-press-topdown-v3"]
 
 
 def test_vla_eval_of_the_experts_gives_per_task_and_bucket_means(tmp_path):
-    from policies.evaluation import metaworld as mw_eval
     from policies.evaluation.evaluate import EvalConfig, run
+    from policies.suites import metaworld as mw_eval
 
     default = EvalConfig(policy="expert", task="metaworld/easy")  # None until evaluate(): the protocol's
     assert mw_eval.default_episodes(default.task, default.episodes_per_task) == 10  # LeRobot's protocol

@@ -357,7 +357,7 @@ def test_metaworld_options_it_cannot_honour_are_refused_with_the_reason(override
 
 
 def test_metaworld_bucket_means_and_the_mean_of_the_buckets_present():
-    from policies.evaluation.metaworld import markdown, summary
+    from policies.suites.metaworld import markdown, summary
 
     def entry(successes):
         return {"success_rate": successes / 4, "successes": successes, "episodes": 4}

@@ -37,13 +37,13 @@ from hydra.core.config_store import ConfigStore
 
 import sim
 from policies import cli, suites
-from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.card import append_evaluation
 from policies.evaluation.evaluate import EvalConfig, evaluate_instruction_following, run
 from policies.evaluation.instruction import NORMAL, mode_document, resolve_modes
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
+from policies.suites import metaworld as mw_eval
 from sim import metaworld as mw
 from vla.model.config import ModelConfig
 from vla.train.config import RESUME_MODES, TrainConfig

@@ -24,9 +24,9 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 import sim
 from policies import suites
 from policies.evaluation import instruction
-from policies.evaluation.metaworld import MetaWorldSettings
 from policies.expert_policy import EXPERT_ACTIONS
 from policies.parent_watch import exit_with_parent
+from policies.suites.metaworld import MetaWorldSettings
 
 
 class Transition(NamedTuple):

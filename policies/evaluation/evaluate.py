@@ -30,7 +30,6 @@ from tqdm import tqdm
 import sim
 from policies import cli
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
-from policies.evaluation import metaworld as mw_eval
 from policies.evaluation import report as eval_report
 from policies.evaluation.card import append_evaluation
 from policies.evaluation.closed_loop import ClipPicker, check_batchable, run_episodes
@@ -51,6 +50,7 @@ from policies.expert_policy import ExpertPolicy
 from policies.loading import EXPERT, load_policy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
+from policies.suites import metaworld as mw_eval
 from sim import grasp
 from vla.model.precision import PRECISIONS
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from policies.evaluation.instruction import NORMAL, instruction_markdown
-from policies.evaluation.metaworld import markdown as metaworld_markdown
 from policies.reports.results import markdown_table
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
+from policies.suites.metaworld import markdown as metaworld_markdown
 from vla.machine import machine
 
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen

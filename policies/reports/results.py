@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from policies.rollout import EpisodeResult
-from policies.seeds import wilson_interval
+from policies.seeds import rate_with_interval, wilson_interval
 
 
 def task_summary(results: Sequence[EpisodeResult], video: str | None) -> dict:
@@ -56,11 +56,6 @@ def summary_document(tasks: dict[str, dict]) -> dict:
 
 def results_document(tasks: dict[str, dict], protocol: dict) -> dict:
     return {**summary_document(tasks), "protocol": protocol}
-
-
-def rate_with_interval(rate: float, interval) -> str:
-    """``91% [84-95]``: a success rate with its 95% interval, as every table here prints it."""
-    return f"{rate:.0%} [{interval[0]:.0%}-{interval[1]:.0%}]"
 
 
 def markdown_table(document: dict) -> str:

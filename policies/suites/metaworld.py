@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies import suites
-from policies.reports.results import rate_with_interval
-from policies.seeds import wilson_interval
+from policies.seeds import rate_with_interval, wilson_interval
 from sim import metaworld as mw
 
 # LeRobot's Meta-World evaluation runs 10 episodes per task (lerobot-eval eval.n_episodes=10); ours is 50.
