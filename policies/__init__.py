@@ -1,9 +1,10 @@
 """policies: the composition layer: the policy interface, rollouts, evaluation, serving, deployment, recording.
 
-The core is the top-level modules: the policy interface (``base``), the policies (``vla_policy``,
-``expert_policy``), building one from options (``loading``, for ``vla-eval``, ``vla-serve`` and
-``vla-deploy``), the simulators' suites (``suites``), chunk execution, rollouts, seeds, process helpers and the apps' command line (``cli``).
-It imports ``sim``, ``vla`` and itself, never a wing.
+The core is the top-level modules and packages outside ``WINGS``: the policy interface (``base``), the
+policies (``vla_policy``, ``expert_policy``), building one from options (``loading``, for ``vla-eval``,
+``vla-serve`` and ``vla-deploy``), the benchmarks' suites (``suites/``: one adapter per benchmark,
+registered in ``suites.SUITES``), chunk execution, rollouts, seeds, process helpers and the apps' command
+line (``cli``). It imports ``sim``, ``vla`` and itself, never a wing.
 
 The wings (``WINGS``) import the core, ``vla`` and ``sim``, and another wing only where ``WING_IMPORTS``
 declares it: ``evaluation/`` and ``runtime/`` write their reports with ``reports/`` (results documents,

@@ -9,6 +9,7 @@ import pytest
 from toy_vla import small_model
 
 import sim
+from policies import suites
 from policies.apps.demo import DemoConfig, demo_eval, demo_record, demo_train, run_demo
 from vla.model.config import LanguageConfig, LLMConfig, ModelConfig, VisionConfig
 
@@ -136,7 +137,13 @@ def test_the_cpu_recipes_build_their_model_and_train_on_a_fake_batch(preset, mak
     with initialize_config_module("configs", version_base="1.3"):
         config = OmegaConf.to_object(compose(preset))
     model_config = config.model
-    shapes = {"state_dim": 4, "action_dim": 4, "cameras": ("corner2",)} if config.metaworld else {}
+    suite = config.suite  # its robot's shapes (Meta-World: 4-D state and action, corner2); ours: the defaults
+    sizes = {
+        "state_dim": len(suite.state_names),
+        "action_dim": len(suite.action_names),
+        "cameras": suite.cameras,
+    }
+    shapes = {} if suite is suites.SIM else sizes
     action_dim = shapes.get("action_dim", 7)
     root = make_dataset(episodes=2, lengths=[3, 3], image_size=tuple(model_config.image_size), **shapes)
     dataset = VLADataset(root, cameras=model_config.cameras, chunk_size=model_config.chunk_size)

@@ -268,11 +268,11 @@ EASY = ["metaworld/reach-v3", "metaworld/button-press-topdown-v3"]
 
 
 def test_vla_eval_of_the_experts_gives_per_task_and_bucket_means(tmp_path):
+    from policies import suites
     from policies.evaluation.evaluate import EvalConfig, run
-    from policies.suites import metaworld as mw_eval
 
     default = EvalConfig(policy="expert", task="metaworld/easy")  # None until evaluate(): the protocol's
-    assert mw_eval.default_episodes(default.task, default.episodes_per_task) == 10  # LeRobot's protocol
+    assert suites.of(default.task).episodes(default.episodes_per_task) == 10  # LeRobot's protocol
     config = EvalConfig(
         policy="expert", task=EASY, episodes_per_task=2, videos=False, tensorboard=False, out=str(tmp_path)
     )

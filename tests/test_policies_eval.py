@@ -347,7 +347,10 @@ def test_seed_splits_are_checked_and_named_in_the_results():
         (["camera_map={corner2:wrist}"], "Meta-World renders only corner2"),
         (["camera_jitter=0.01"], "our simulator's randomizations"),
         (["max_steps=600"], "max_steps must be <= 500"),
-        (["task=[metaworld/reach-v3,PickUp]"], "cannot evaluate Meta-World and our tasks"),
+        (
+            ["task=[metaworld/reach-v3,PickUp]"],
+            r"cannot evaluate Meta-World \['metaworld/reach-v3'\] and our tasks \['PickUp'\]",
+        ),
     ],
 )
 def test_metaworld_options_it_cannot_honour_are_refused_with_the_reason(overrides, message):

@@ -43,8 +43,6 @@ from policies.evaluation.evaluate import EvalConfig, evaluate_instruction_follow
 from policies.evaluation.instruction import NORMAL, mode_document, resolve_modes
 from policies.recording.app import RecordConfig, record
 from policies.reports.plots import plot_training_curves
-from policies.suites import metaworld as mw_eval
-from sim import metaworld as mw
 from vla.model.config import ModelConfig
 from vla.train.config import RESUME_MODES, TrainConfig
 
@@ -150,8 +148,7 @@ class DemoConfig:
             )
         self._check_filled()
         self.instruction_eval = resolve_modes(self.instruction_eval) if self.instruction_eval else []
-        if self.metaworld:
-            self._check_metaworld()
+        self._check_suite()
         if NORMAL in self.instruction_eval:
             raise ValueError(
                 "instruction_eval lists the modes beside normal, which the eval stage always runs"
@@ -171,8 +168,8 @@ class DemoConfig:
         """The values the demo gives the fields it fills in (``FILLED_FROM``), per group."""
         out = Path(self.out)
         record = {"task": self.task, "out": str(out / "data")}
-        if self.metaworld:  # its one camera, at the size the model reads (ours: 128 x 128, both cameras)
-            record.update(cameras=[mw.CAMERA], image_size=list(self.model.image_size))
+        # What the suite records for this model (Meta-World: corner2 at the model's size; ours: nothing).
+        record.update(self.suite.record_options(self.model.image_size))
         train = {
             "dataset": str(out / "data"),
             "out": str(out / "train"),
@@ -194,15 +191,18 @@ class DemoConfig:
                         f"got {getattr(config, name)!r}"
                     )
 
-    def _check_metaworld(self) -> None:
-        """What Meta-World needs (docs/metaworld.md): one instruction per task, one camera (the recording's
-        one goal per task and no held-out template: RecordConfig)."""
-        mw_eval.refuse_instruction_modes(
+    def _check_suite(self) -> None:
+        """What the tasks' suite needs of the demo's options (Meta-World, docs/metaworld.md: one instruction
+        per task, one camera; the recording's options are checked by RecordConfig): its instruction modes, its
+        evaluation options and the cameras the model reads, set to its own where it says so."""
+        suite = self.suite
+        suite.check_instruction_modes(
             self.instruction_eval, "instruction_eval", "leave instruction_eval empty"
         )
-        mw_eval.check_options(self.eval.instruction, self.eval.env_options(), self.eval.camera_map)
-        cameras = suites.metaworld_cameras(self.model.cameras, "train.model.cameras")
-        self.train = replace(self.train, model=replace(self.model, cameras=cameras))
+        suite.check_evaluation(self.eval.instruction, self.eval.env_options(), self.eval.camera_map)
+        cameras = suite.model_cameras(self.model.cameras, "train.model.cameras")
+        if cameras != list(self.model.cameras):
+            self.train = replace(self.train, model=replace(self.model, cameras=cameras))
 
     @property
     def model(self) -> ModelConfig:
@@ -210,8 +210,9 @@ class DemoConfig:
         return self.train.model
 
     @property
-    def metaworld(self) -> bool:
-        return suites.suite_of(self.task) is suites.METAWORLD
+    def suite(self) -> suites.Suite:
+        """The suite of ``task`` (``policies.suites``)."""
+        return suites.of(self.task)
 
     @property
     def language_tasks(self) -> list[str]:
@@ -220,7 +221,7 @@ class DemoConfig:
     @property
     def eval_episodes(self) -> int:
         """Closed-loop episodes per task: ``eval.episodes_per_task``, or the protocol's."""
-        return mw_eval.default_episodes(self.task, self.eval.episodes_per_task)
+        return self.suite.episodes(self.eval.episodes_per_task)
 
     def record_config(self) -> RecordConfig:
         """What the record stage runs."""
@@ -298,7 +299,7 @@ def run_demo(config: DemoConfig) -> dict | None:
 
     out = Path(config.out)
     if {"record", "eval"} & set(config.stages):
-        suites.check_installed(config.task)  # Meta-World: the make metaworld hint now, not after training
+        config.suite.check_installed()  # Meta-World: the make metaworld hint now, not after training
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     result = None

@@ -21,12 +21,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
-import sim
 from policies import suites
 from policies.evaluation import instruction
 from policies.expert_policy import EXPERT_ACTIONS
 from policies.parent_watch import exit_with_parent
-from policies.suites.metaworld import MetaWorldSettings
 
 
 class Transition(NamedTuple):
@@ -43,7 +41,7 @@ class EvalEnv(gym.Wrapper):
         super().__init__(env)
         self.index = index  # the slot, so that take_frames() answers only for its own
         self.expert_noise = expert_noise
-        self.task_id = task  # picks the expert's simulator (suites.make_expert); None: ours
+        self.task_id = task  # picks the expert's suite (suites.of); None: ours
         self._action_dim = env.action_space.shape[0]  # 7 in sim, 4 in Meta-World
         self.recording = False  # read at reset: record this episode's frames
         self._frames: list[np.ndarray] = []
@@ -69,7 +67,9 @@ class EvalEnv(gym.Wrapper):
         self._frames = [self.env.render()] if self.recording else []
         if self.expert_noise is not None:
             # Seeded by the episode seed, created after the reset: exactly as vla-sim-report runs it.
-            self._expert = suites.make_expert(self.task_id, self.env, self.expert_noise, seed)
+            self._expert = suites.of(self.task_id).make_expert(
+                self.task_id, self.env, self.expert_noise, seed
+            )
         return self._with_expert(obs, done=False), info
 
     def step(self, action):
@@ -102,16 +102,14 @@ class EvalEnv(gym.Wrapper):
         return {**obs, EXPERT_ACTIONS: actions}
 
 
-def make_eval_env(
-    task: str, config: sim.EnvConfig | MetaWorldSettings, index: int = 0, expert_noise: float | None = None
-) -> EvalEnv:
-    """Top level, so that spawned workers can unpickle it as an environment factory. ``config``: a
-    ``sim.EnvConfig`` for our tasks, ``MetaWorldSettings`` for Meta-World's.
+def make_eval_env(task: str, config, index: int = 0, expert_noise: float | None = None) -> EvalEnv:
+    """Top level, so that spawned workers can unpickle it as an environment factory. ``config``: the
+    settings of ``task``'s suite (``Suite.eval_settings``: a ``sim.EnvConfig`` for our tasks).
 
     In a worker, it also makes the worker exit when the evaluator dies (even by SIGKILL), not linger.
     """
     exit_with_parent()
-    env = config.make(task) if suites.is_metaworld(task) else sim.make(task, config=config)
+    env = suites.of(task).make_eval_env(task, config)
     return EvalEnv(env, index, expert_noise, task)
 
 
@@ -213,9 +211,10 @@ class AsyncPool:
 
 
 def make_pool(
-    task: str, config: sim.EnvConfig, num_envs: int, expert_noise: float | None = None
+    task: str, config, num_envs: int, expert_noise: float | None = None
 ) -> InProcessPool | AsyncPool:
-    """``num_envs`` environments of ``task``: in this process for 1, spawned worker processes beyond."""
+    """``num_envs`` environments of ``task`` (``config``: its suite's settings, as for ``make_eval_env``): in
+    this process for 1, spawned worker processes beyond."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     env_fns = [partial(make_eval_env, task, config, i, expert_noise) for i in range(num_envs)]

@@ -28,7 +28,7 @@ from hydra.core.config_store import ConfigStore
 from tqdm import tqdm
 
 import sim
-from policies import cli
+from policies import cli, suites
 from policies.chunking import ACT_ENSEMBLE_COEFF, CHUNKING, make_executor
 from policies.evaluation import report as eval_report
 from policies.evaluation.card import append_evaluation
@@ -50,7 +50,6 @@ from policies.expert_policy import ExpertPolicy
 from policies.loading import EXPERT, load_policy
 from policies.reports.results import results_document, task_summary, write_report
 from policies.seeds import HELDOUT, SPLITS, episode_seeds
-from policies.suites import metaworld as mw_eval
 from sim import grasp
 from vla.model.precision import PRECISIONS
 
@@ -60,16 +59,9 @@ GRASP_WINDOW_S = 1.0  # a grasp is timely when the gripper closes within this lo
 
 
 def env_config(policy, env_options: dict | None, tasks: list[str] | None = None, videos: bool = False):
-    """The environments' options: the cameras the policy reads at the size it asks for (a checkpoint: its
-    training frames' size before the resize, so both take the same resize), then ``env_options``. Meta-World's
-    ``tasks`` get ``MetaWorldSettings`` (``videos``: whether a policy that reads no images renders anyway)."""
-    if tasks and mw_eval.is_metaworld(tasks):
-        return mw_eval.settings(policy, env_options, videos)
-    options = {"cameras": tuple(policy.cameras) if hasattr(policy, "cameras") else sim.CAMERAS}
-    if getattr(policy, "image_size", None) is not None:
-        options["image_size"] = tuple(policy.image_size)
-    options.update({key: value for key, value in (env_options or {}).items() if value is not None})
-    return sim.EnvConfig(**options)
+    """The environments' options for ``tasks`` (None: ours): their suite's ``eval_settings``, what the policy
+    reads, then ``env_options`` (``videos``: whether a policy that reads no images renders anyway)."""
+    return suites.of(tasks).eval_settings(policy, env_options, videos)
 
 
 def evaluate(
@@ -105,11 +97,12 @@ def evaluate(
     each run on the same seeds; ``holdout_templates`` (``sim.holdout_templates``) names heldout's templates. With ``out``,
     each task's video is written to ``<out>/videos/<task>.mp4`` (``<task>-<mode>.mp4`` for the modes
     beside the top level's); nothing else is written (``run`` writes the report)."""
-    tasks = mw_eval.resolve_tasks(tasks)
+    tasks = suites.resolve(tasks, suites.EVALUATE)
+    suite = suites.of(tasks)
     modes = resolve_modes(instruction)
     _check_suite_options(tasks, modes, env_options, camera_map)
     templates = heldout_templates(modes, tasks, holdout_templates)
-    episodes_per_task = mw_eval.default_episodes(tasks, episodes_per_task)
+    episodes_per_task = suite.episodes(episodes_per_task)
     if episodes_per_task < 1 or num_envs < 1:
         raise ValueError(f"episodes_per_task and num_envs must be >= 1, got {episodes_per_task}, {num_envs}")
     make_executor(chunking, n_action_steps, ensemble_coeff)  # validates the chunking options up front
@@ -131,16 +124,15 @@ def evaluate(
 
         policy = EncodedFrames(policy, frame_codec)
     check_batchable(policy, min(num_envs, episodes_per_task))
-    config = env_config(policy, env_options, tasks, videos=out is not None)
+    config = suite.eval_settings(policy, env_options, videos=out is not None)
     execute = partial(make_executor, chunking, n_action_steps, ensemble_coeff)
     pools = partial(make_pool, config=config, num_envs=min(num_envs, episodes_per_task), expert_noise=expert)
     runs = _Runs(policy, seeds, execute, modes, templates, out)
     entries, max_steps, timing = runs.all_tasks(tasks, pools, progress)
     protocol = eval_report.protocol(policy, config, seeds, max_steps, execution)
     document = _document(entries, modes, templates, protocol)
-    if isinstance(config, mw_eval.MetaWorldSettings):
-        document["protocol"]["metaworld"] = mw_eval.protocol(config, tasks)
-        document["metaworld"] = mw_eval.summary(document["tasks"])
+    document["protocol"].update(suite.describe(config, tasks))  # what the suite adds: Meta-World's buckets
+    document.update(suite.summarise(document["tasks"]))
     return {**document, "timing": _timing(timing)}
 
 
@@ -175,13 +167,13 @@ def _execution(policy, chunking, n_action_steps, ensemble_coeff, num_envs, split
 
 
 def _check_suite_options(tasks: list[str], modes: list[str], env_options, camera_map) -> None:
-    """Options the tasks' simulator cannot honour, refused with the reason before anything runs; Meta-World
-    without Meta-World installed: ``ImportError`` saying how to get it."""
-    if mw_eval.is_metaworld(tasks):
-        mw_eval.check_options(modes, env_options, camera_map)
-        mw_eval.check_installed(tasks)
-    else:
-        check_modes(modes, tasks)
+    """Options the tasks' suite cannot honour, refused with the reason before anything runs (its own checks
+    first: Meta-World refuses every mode but normal, so ``check_modes`` never speaks of its tasks); a suite
+    whose simulator is not installed here: ``ImportError`` saying how to get it."""
+    suite = suites.of(tasks)
+    suite.check_evaluation(modes, env_options, camera_map)
+    suite.check_installed()
+    check_modes(modes, tasks)
 
 
 def _document(entries: dict[str, dict], modes: list[str], templates: dict, protocol: dict) -> dict:
@@ -302,10 +294,10 @@ class EvalConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if (self.policy == EXPERT) == (self.checkpoint is not None):
             raise ValueError("give exactly one of checkpoint=DIR and policy=expert")
-        self.task = mw_eval.resolve_tasks(self.task)
+        self.task = suites.resolve(self.task, suites.EVALUATE)
         # episodes_per_task stays None (evaluate() takes the protocol's): a configuration composed over
         # defaults (vla-demo's eval:) sets the tasks, and with them the protocol, later.
-        episodes = mw_eval.default_episodes(self.task, self.episodes_per_task)
+        episodes = suites.of(self.task).episodes(self.episodes_per_task)
         episode_seeds(self.split, episodes, self.seed)  # inside the split, or an error now
         for name in ("num_envs", "n_action_steps"):
             if getattr(self, name) < 1:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from policies import suites
 from policies.evaluation.instruction import NORMAL, instruction_markdown
 from policies.reports.results import markdown_table
 from policies.reports.video import caption, write_mp4
 from policies.rollout import EpisodeResult
-from policies.suites.metaworld import markdown as metaworld_markdown
 from vla.machine import machine
 
 HOLD_SECONDS = 0.7  # the last frame of each clip is held so the outcome can be seen
@@ -141,10 +141,7 @@ def report_markdown(document: dict) -> str:
     seeds = p["seeds"]
     size = p["image_size"]
     images = f"observation images {size[0]}x{size[1]} ({', '.join(p['cameras'])})" if p["cameras"] else ""
-    # Meta-World's seed picks a scene among MT1's 50 fixed ones; our tasks draw everything from it.
-    draws = "each task draws its own stream from a seed"
-    if "metaworld" in p:
-        draws = "each picks one of the task's 50 MT1 scenes"
+    suite = suites.of(list(document["tasks"]))
     versions_line = ", ".join(f"{name} {v}" for name, v in p["versions"].items())
     if "machine" in p:  # results written before the machine was recorded lack it
         versions_line += f"; {p['machine']['cpu']}, {p['machine']['cores']} cores"
@@ -156,14 +153,14 @@ def report_markdown(document: dict) -> str:
         f"Policy: {policy}.{mode}\n\n"
         f"{markdown_table(document)}\n\n"
         f"{p['episodes_per_task']} episodes per task, seeds {seeds[0]}..{seeds[-1]} of the `{p['split']}` "
-        f"split (episode i uses seed {seeds[0]} + i; {draws}); success with "
+        f"split (episode i uses seed {seeds[0]} + i; {suite.seed_draws}); success with "
         f"its Wilson 95% interval; frames through codec `{p['frame_codec']}`; chunking `{p['chunking']}`, "
         f"n_action_steps {p['n_action_steps']}; {images or 'no observation images'}; control at "
         f"{p['control_hz']} Hz; step limits {p['max_steps']}; {versions_line}. "
         "Full protocol in `results.json`.\n"
         + (f"\n{modes}" if modes else "")
         + (f"\n{grasps}" if (grasps := grasp_markdown(document)) else "")
-        + (f"\n{buckets}" if (buckets := metaworld_markdown(document)) else "")
+        + (f"\n{section}" if (section := suite.markdown(document)) else "")
     )
 
 

@@ -93,7 +93,7 @@ class RecordConfig:
             )
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
-        self.cameras = suites.checked_cameras(self.task, self)
+        self.cameras = suites.of(self.task).check_recording(self)
 
 
 ConfigStore.instance().store(name="record_schema", node=RecordConfig)
@@ -110,7 +110,7 @@ def _check_recording_seed(seed: int) -> None:
 
 def _setup(config: RecordConfig) -> dict:
     """What the dataset's info.json must say (the robot, cameras and video) for this recording."""
-    suite = suites.suite_of(config.task)
+    suite = suites.of(config.task)
     return {
         "fps": suite.fps,
         "cameras": list(config.cameras),
@@ -126,7 +126,7 @@ def _open_writer(config: RecordConfig) -> DatasetWriter:
     root = Path(config.out)
     if (root / INFO_PATH).exists():
         return DatasetWriter.open(root)
-    return DatasetWriter.create(root, robot_type=suites.suite_of(config.task).robot_type, **_setup(config))
+    return DatasetWriter.create(root, robot_type=suites.of(config.task).robot_type, **_setup(config))
 
 
 def _progress_so_far(meta: DatasetMeta, tasks: list[str]) -> tuple[dict[str, int], dict[str, int]]:
@@ -198,7 +198,7 @@ def record(config: RecordConfig) -> dict[str, int]:
     dataset was recorded with other settings (each difference named). Meta-World's tasks without Meta-World
     installed: ``ImportError`` saying how to get it, before anything is written.
     """
-    suites.check_installed(config.task)
+    suites.of(config.task).check_installed()
     with _open_writer(config) as writer:
         kept, next_attempt = _progress_so_far(writer.meta, config.task)
         needed = {task: config.episodes_per_task - kept[task] for task in config.task}
@@ -237,7 +237,7 @@ def _record_missing(
 
 def _episode_settings(config: RecordConfig, staging: Path) -> dict:
     return {
-        "fps": suites.suite_of(config.task).fps,
+        "fps": suites.of(config.task).fps,
         "image_size": tuple(config.image_size),
         "cameras": tuple(config.cameras),
         "noise": config.noise,

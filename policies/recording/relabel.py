@@ -35,8 +35,9 @@ def skill_labels(root: str | Path, episode: int) -> list[str]:
         raise ValueError(f"{meta.root} has episodes 0..{meta.total_episodes - 1}, no episode {episode}")
     row = meta.episodes[episode]
     task = str(row["vla/sim_task"])
-    if suites.is_metaworld(task):
-        raise ValueError(f"skill labels exist for our tasks only, not Meta-World's {task}")
+    suite = suites.of(task)
+    if not suite.skill_labels:
+        raise ValueError(f"skill labels exist for our tasks only (sim.skills), not {suite.title}'s {task}")
     stored = load_settings(meta.root)
     job = job_of(
         task, int(row["vla/attempt"]), int(stored["seed"]), goals_per_scene(task, stored["goals_per_scene"])

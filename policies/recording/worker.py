@@ -45,7 +45,7 @@ def _env(task: str, settings: dict):
     held = settings.get("holdout_templates", {}).get(task)
     key = (task, settings["image_size"], settings["cameras"], held)
     if key not in _ENVS:
-        _ENVS[key] = suites.make_env(task, settings["image_size"], settings["cameras"], held)
+        _ENVS[key] = suites.of(task).make_env(task, settings["image_size"], settings["cameras"], held)
     return _ENVS[key]
 
 
@@ -64,7 +64,7 @@ def episode_setup(job: EpisodeJob, settings: dict) -> tuple:
     env = _env(job.task, settings)
     # The expert's noise is seeded by the episode seed, so an attempt replays exactly.
     noise_seed = job.seed if job.rotation == 0 else [job.seed, job.rotation]  # each goal its own noise
-    expert = suites.make_expert(job.task, env, settings["noise"], noise_seed)
+    expert = suites.of(job.task).make_expert(job.task, env, settings["noise"], noise_seed)
     return env, expert, _rotated_goal(env, job)
 
 

@@ -1,127 +1,80 @@
-"""The simulators ``vla-record`` records from and ``vla-eval`` evaluates on: our tabletop tasks (``sim``) and
-Meta-World (``sim.metaworld``).
+"""The simulators ``vla-record`` records from, ``vla-eval`` evaluates on and ``vla-demo`` runs: one ``Suite``
+adapter per benchmark (``base.Suite``, the contract), registered in ``SUITES``: our tabletop tasks
+(``tabletop.SIM``, ``sim``) and Meta-World (``metaworld.METAWORLD``, ``sim.metaworld``).
 
-A recording draws from one suite: the two have different robots, state and action sizes and cameras, so their
-episodes cannot share a dataset's features. Tasks are named as each suite's ``make`` takes them (``PickUp``,
-``metaworld/reach-v3``), and so they appear in the dataset's ``vla/sim_task`` column. Resolving Meta-World ids
-and checking a config never import Meta-World (it lives in its own venv): only building an env does, and
-``check_installed`` tells early whether that will work.
+    names = suites.resolve(config.task)   # "all", names or ids -> task names of one suite, or ValueError
+    suite = suites.of(names)              # the suite they belong to; the apps then call it
+    suite.check_installed(); env = suite.make_env(names[0], (128, 128), suite.cameras, None)
+
+A run draws from one suite: suites differ in robots, state and action sizes and cameras, so their episodes
+cannot share a dataset's features nor a checkpoint. Tasks are named as each suite's environments take them
+(``PickUp``, ``metaworld/reach-v3``), and so they appear in a dataset's ``vla/sim_task`` column and a
+results document's ``tasks``. Resolving names and checking options never import a suite's simulator (Meta-World
+lives in its own venv): only building an env does, and ``check_installed`` tells early whether that will work.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import sim
-from sim import contract
-from sim import metaworld as mw
+from policies.suites.base import Suite
+from policies.suites.metaworld import METAWORLD
+from policies.suites.tabletop import SIM
+
+DEFAULT = SIM  # the suite of every name no other suite's prefix claims
+SUITES: tuple[Suite, ...] = (SIM, METAWORLD)
+RECORD, EVALUATE = "record", "evaluate"  # what a mix of suites is refused for, in resolve's error
+_MIXED = {
+    RECORD: "cannot record {named} into one dataset: their robots, state and action sizes and cameras differ; "
+    "record each into its own out= directory",
+    EVALUATE: "cannot evaluate {named} in one run: their robots, state and action sizes and cameras differ, so "
+    "no checkpoint fits both; evaluate each with its own out=",
+}
+
+__all__ = ["DEFAULT", "EVALUATE", "METAWORLD", "RECORD", "SIM", "SUITES", "Suite", "of", "resolve"]
 
 
-@dataclass(frozen=True)
-class Suite:
-    """What a dataset's info.json says of the robot a suite's episodes come from."""
-
-    name: str
-    robot_type: str
-    fps: int
-    cameras: tuple[str, ...]
-    state_names: tuple[str, ...]
-    action_names: tuple[str, ...]
+def _owner(name: Any) -> Suite:
+    return next((suite for suite in SUITES if suite is not DEFAULT and suite.owns(name)), DEFAULT)
 
 
-SIM = Suite(
-    "sim",
-    "vla_panda_sim",
-    sim.EnvConfig().control_hz,
-    sim.CAMERAS,
-    contract.STATE_NAMES,
-    contract.ACTION_NAMES,
-)
-METAWORLD = Suite(
-    "metaworld", "metaworld_sawyer", mw.CONTROL_HZ, (mw.CAMERA,), mw.STATE_NAMES, mw.ACTION_NAMES
-)
+def _grouped(names: list) -> dict[Suite, list]:
+    """``names`` by the suite that owns them, suites in the order their first name comes."""
+    groups: dict[Suite, list] = {}
+    for name in names:
+        groups.setdefault(_owner(name), []).append(name)
+    return groups
 
 
-def is_metaworld(task: Any) -> bool:
-    return isinstance(task, str) and task.startswith(mw.ID_PREFIX)
+def _names(tasks: Any) -> list:
+    return [] if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
 
 
-def suite_of(tasks: list[str]) -> Suite:
-    """The suite of resolved task names (all of one suite, as ``resolve`` returns them)."""
-    return METAWORLD if is_metaworld(tasks[0]) else SIM
+def resolve(tasks: Any, purpose: str = RECORD) -> list[str]:
+    """A config's tasks (a name, ``"all"``, an id or a group, or a list of them) -> the task names of one
+    suite, groups spelled out; ``ValueError`` naming the valid choices, or, for names of several suites,
+    why they cannot go together (``purpose``: ``RECORD`` or ``EVALUATE``)."""
+    names = _names(tasks)
+    groups = _grouped(names)
+    if len(groups) > 1:
+        named = " and ".join(f"{suite.title} {owned}" for suite, owned in groups.items())
+        raise ValueError(_MIXED[purpose].format(named=named))
+    suite = next(iter(groups), DEFAULT)
+    try:
+        return suite.resolve(names)
+    except ValueError as error:
+        if suite is not DEFAULT:
+            raise
+        # A name that fell to the default suite may be another's with its prefix forgotten.
+        spellings = "; ".join(other.spelling for other in SUITES if other is not DEFAULT)
+        raise ValueError(f"{error}; {spellings}") from None
 
 
-def resolve(tasks: Any) -> list[str]:
-    """A config's tasks -> task names of one suite: sim's (``"all"``, names) or Meta-World ids (tasks or
-    groups, ``metaworld/mt10``), each group spelled out as task ids; ``ValueError`` naming the valid choices."""
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    metaworld = [name for name in names if is_metaworld(name)]
-    if not metaworld:
-        try:
-            return sim.resolve_tasks(tasks)
-        except ValueError as error:
-            raise ValueError(
-                f"{error}; Meta-World ids: metaworld/<task> or a group ({mw.ID_PREFIX}mt10, ...)"
-            ) from None
-    others = [name for name in names if not is_metaworld(name)]
-    if others:
-        raise ValueError(
-            f"cannot record Meta-World {metaworld} and our tasks {others} into one dataset: their robots, state "
-            "and action sizes and cameras differ; record each into its own out= directory"
-        )
-    ids = [mw.ID_PREFIX + task for name in names for task in mw.resolve(name)]
-    return list(dict.fromkeys(ids))  # drop repeats (groups overlap), keep order
-
-
-def checked_cameras(tasks: list[str], config) -> list[str]:
-    """The cameras to record ``tasks`` with; ``ValueError`` for options their suite cannot honour."""
-    if suite_of(tasks) is SIM:
-        sim.EnvConfig(image_size=tuple(config.image_size), cameras=tuple(config.cameras))  # validates both
-        sim.holdout_templates(config.holdout_templates)  # valid, or an error naming the templates
-        return list(config.cameras)
-    sim.EnvConfig(image_size=tuple(config.image_size), cameras=())  # validates the size
-    check_one_goal(config.goals_per_scene, config.holdout_templates)
-    return metaworld_cameras(config.cameras)
-
-
-def check_one_goal(goals_per_scene: int, holdout_templates: Any) -> None:
-    """``ValueError`` unless the counterfactual options are off, as Meta-World needs (one instruction per task)."""
-    if goals_per_scene != 1:
-        raise ValueError(
-            f"goals_per_scene must be 1 for Meta-World, got {goals_per_scene}: each task has one "
-            "instruction and one goal, so a scene has no other goal to name"
-        )
-    if holdout_templates not in (None, "none"):
-        raise ValueError(
-            f"holdout_templates must be null for Meta-World, got {holdout_templates!r}: each task has "
-            "one instruction, so there is no paraphrase to hold out"
-        )
-
-
-def metaworld_cameras(cameras: Any, option: str = "cameras") -> list[str]:
-    """``[corner2]`` for ``cameras`` (``option`` names them in the error): Meta-World's one camera, or our
-    default ``[agentview, wrist]``, taken to mean "the default"; ``ValueError`` for any other."""
-    if list(cameras) in (list(sim.CAMERAS), [mw.CAMERA]):
-        return [mw.CAMERA]
-    raise ValueError(f"Meta-World has one camera: {option} must be [{mw.CAMERA}], got {list(cameras)}")
-
-
-def check_installed(tasks: list[str]) -> None:
-    """``ImportError`` saying how to get Meta-World when ``tasks`` need it and it is missing here."""
-    if suite_of(tasks) is METAWORLD:
-        mw.check_installed()
-
-
-def make_env(task: str, image_size: tuple[int, int], cameras: tuple[str, ...], held: str | None):
-    """``task``'s environment; ``held``: an instruction template never drawn (sim's language tasks)."""
-    if is_metaworld(task):
-        return mw.make(task, image_size=image_size)
-    return sim.make(task, image_size=image_size, cameras=cameras, exclude_templates=(held,) if held else ())
-
-
-def make_expert(task: str, env, noise: float, seed):
-    """``task``'s scripted expert; with ``noise``, it also gives its intended actions (``LABEL_ACTIONS``)."""
-    if is_metaworld(task):
-        return mw.metaworld_expert(env, noise=noise, seed=seed)
-    return sim.make_expert(env, noise=noise, seed=seed)
+def of(tasks: Any) -> Suite:
+    """The suite of a config's tasks (as ``resolve`` returns them, or a name; None or none: the default);
+    ``ValueError`` for tasks of several suites."""
+    groups = _grouped(_names(tasks))
+    if len(groups) > 1:
+        named = " and ".join(f"{suite.title} {owned}" for suite, owned in groups.items())
+        raise ValueError(f"tasks of one suite expected, got {named}")
+    return next(iter(groups), DEFAULT)
