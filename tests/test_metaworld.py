@@ -345,7 +345,7 @@ def test_vla_demo_records_trains_and_evaluates_metaworld_end_to_end(tmp_path):
 
     model = small_model(chunk_size=1)  # cameras left at our default: the demo sets Meta-World's corner2
     config = DemoConfig(
-        out=str(tmp_path / "demo"), tasks=[EASY[0]], torch_threads=1,
+        out=str(tmp_path / "demo"), task=[EASY[0]], torch_threads=1,
         record=demo_record(episodes_per_task=2, noise=0.1, workers=1),
         train=demo_train(steps=3, batch_size=4, warmup_steps=0, model=model),
         eval=demo_eval(episodes_per_task=1, max_steps=12, num_envs=1, n_action_steps=1),
