@@ -85,7 +85,7 @@ def test_the_docs_example_keeps_the_contract(toy_arm):
 def test_vla_deploy_drives_the_example_by_path_and_by_registered_name(
     toy_arm, registered_toy, policy, tmp_path
 ):
-    options = dict(checkpoint="stub", instruction="push it", episodes=2, max_steps=6, rate_hz=200)
+    options = dict(checkpoint="stub", instruction="push it", episodes_per_task=2, max_steps=6, rate_hz=200)
     doc = run(DeployConfig(robot="toy_arm:ToyArm", robot_options={"image_size": [24, 32]}, **options,
                            out=str(tmp_path / "path"), record=str(tmp_path / "data")))  # fmt: skip
     assert [episode["steps"] for episode in doc["episodes"]] == [6, 6]
