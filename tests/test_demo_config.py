@@ -44,7 +44,7 @@ EXPECTED = {
         },
         "eval": {
             "checkpoint": "runs/demo/train", "episodes_per_task": 50, "instruction": ["normal"],
-            "n_action_steps": 1, "num_envs": 2, "out": "runs/demo", "task": ["PressButton", "PickUp"],
+            "n_action_steps": 1, "num_envs": 4, "out": "runs/demo", "task": ["PressButton", "PickUp"],
             "torch_threads": 2,
         },
     },
@@ -64,7 +64,7 @@ EXPECTED = {
         },
         "eval": {
             "checkpoint": "runs/suite-cpu/train", "episodes_per_task": 50, "instruction": ["normal"],
-            "n_action_steps": 1, "num_envs": 2, "out": "runs/suite-cpu", "task": ["all"], "torch_threads": 2,
+            "n_action_steps": 1, "num_envs": 4, "out": "runs/suite-cpu", "task": ["all"], "torch_threads": 2,
         },
     },
     "suite_smollm2": {
@@ -102,7 +102,7 @@ EXPECTED = {
         },
         "eval": {
             "checkpoint": "runs/metaworld-mt10-cpu/train", "episodes_per_task": 10,
-            "instruction": ["normal"], "n_action_steps": 1, "num_envs": 2, "out": "runs/metaworld-mt10-cpu",
+            "instruction": ["normal"], "n_action_steps": 1, "num_envs": 4, "out": "runs/metaworld-mt10-cpu",
             "task": ["metaworld/mt10"], "torch_threads": 2,
         },
     },

@@ -169,6 +169,20 @@ def test_a_checkpoint_asked_for_another_decoding_or_chunk_size_is_refused_naming
         small_config(decoding="beam")
 
 
+def test_a_retired_option_at_its_inert_value_loads_and_at_another_is_refused(dataset, batch, tmp_path):
+    vla = model_for(dataset).eval()
+    vla.save(tmp_path / "ckpt")
+    path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(path.read_text())
+    config["vision"]["pyramid"] = False  # as written by the code of issue 21's try r11
+    path.write_text(json.dumps(config))
+    np.testing.assert_array_equal(vla.predict(batch), VLA.load(tmp_path / "ckpt").eval().predict(batch))
+    config["vision"]["pyramid"] = True
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"vision.pyramid=True, an option this version no longer has"):
+        VLA.load(tmp_path / "ckpt")
+
+
 def test_a_checkpoint_with_a_missing_file_or_wrong_shapes_is_refused(dataset, tmp_path):
     vla = model_for(dataset)
     vla.save(tmp_path / "ckpt")

@@ -29,6 +29,9 @@ LAST = "last"  # <run>/checkpoints/last: the name of the newest complete checkpo
 MODEL_FILE = "model.safetensors"
 FILES = (MODEL_FILE, "config.json", "stats.json", "backbone")
 VISION_FILES = ("config.json", "preprocessor_config.json")
+# Options a checkpoint's config.json may still carry after they were removed, each at the value whose behaviour
+# the code now always has: read as if absent. Any other value is an error (the model needs code now gone).
+RETIRED = {("vision", "pyramid"): False}  # vision.pyramid, tried and reverted in issue 21 (r11)
 
 
 class CheckpointError(ValueError):
@@ -89,6 +92,20 @@ def save_vla(vla, directory) -> None:
             shutil.copy(Path(vla.config.vision.path) / name, directory / "vision" / name)
 
 
+def _without_retired(raw: dict, directory: Path) -> dict:
+    """config.json's fields without the ``RETIRED`` options; refused if one is set to another value."""
+    for (section, key), inert in RETIRED.items():
+        fields = raw.get(section)
+        if isinstance(fields, dict) and key in fields:
+            value = fields.pop(key)
+            if value != inert:
+                raise ValueError(
+                    f"checkpoint {directory} was trained with {section}.{key}={value!r}, an option this version "
+                    f"no longer has (only {inert!r} is still supported): retrain it with this version"
+                )
+    return raw
+
+
 def load_vla(directory, cls, decoding: str | None = None, chunk_size: int | None = None):
     """The checkpoint in ``directory`` as ``cls``. ``decoding`` and ``chunk_size``, when given, are what the
     caller will run: a checkpoint trained otherwise is refused (its placeholders, or their number, differ)."""
@@ -97,7 +114,9 @@ def load_vla(directory, cls, decoding: str | None = None, chunk_size: int | None
     if missing:
         raise FileNotFoundError(f"checkpoint {directory} is missing {missing}")
     try:
-        config = ModelConfig(**json.loads((directory / "config.json").read_text()))
+        config = ModelConfig(
+            **_without_retired(json.loads((directory / "config.json").read_text()), directory)
+        )
         stats = json.loads((directory / "stats.json").read_text())
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"checkpoint {directory}: unreadable config.json or stats.json: {error}") from error

@@ -33,16 +33,17 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
 
 
-class _ChannelsLastMaxPool(nn.MaxPool2d):
-    """The stem's 3x3 stride-2 max-pool, computed channels-last: PyTorch's NCHW CPU kernel is several times
-    slower in bf16 (about 9% of a training step of configs/demo.yaml, docs/benchmarks.md). Same maxima and
-    gradients; the output is NCHW again, as the convolutions after it are fastest in NCHW here."""
+class _MaxPoolToNCHW(nn.MaxPool2d):
+    """The stem's 3x3 stride-2 max-pool. The stem runs channels-last (``ResNet18GN.forward``): PyTorch's NCHW
+    CPU max-pool is several times slower in bf16 (about 9% of a training step of configs/demo.yaml); after
+    the pool, at a quarter of the stem's size, the maps go back to NCHW, where the convolutions after it are
+    fastest here. Same values and gradients as the plain stem (docs/benchmarks.md)."""
 
     def __init__(self):
         super().__init__(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        return super().forward(x).contiguous()
 
 
 def _coordinate_maps(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +80,7 @@ class ResNet18GN(nn.Module):
             nn.Conv2d(5 if coords else 3, widths[0], 7, 2, 3, bias=False),
             group_norm(widths[0]),
             nn.ReLU(),
-            _ChannelsLastMaxPool(),
+            _MaxPoolToNCHW(),
         )
         blocks, in_channels = [], widths[0]
         for index, channels in enumerate(widths[:stages]):
@@ -109,7 +110,7 @@ class ResNet18GN(nn.Module):
             x = torch.cat([x, _coordinate_maps(x)], dim=1)  # (M, 5, H, W)
         if (condition is None) != (self.film is None):
             raise ValueError("a FiLM-conditioned encoder needs the instruction vector, and only it takes one")
-        stem = features = self.stem(x)
+        stem = features = self.stem(x.contiguous(memory_format=torch.channels_last))
         pairs = self.film(condition) if self.film is not None else [None] * len(self.stages)
         for block, pair in zip(self.stages, pairs, strict=True):
             features = block(features)
