@@ -322,6 +322,40 @@ def test_coordinate_channels_let_the_resnet_tell_identical_patches_at_different_
         VisionConfig(kind="vit", coords=True)
 
 
+def test_the_channels_last_stem_gives_the_plain_nchw_stem_s_features_and_gradients():
+    from vla.model.resnet import ResNet18GN
+
+    torch.manual_seed(0)
+    net = ResNet18GN(32, (64, 64), coords=True, stages=2)
+    x = torch.randn(3, 3, 64, 64, requires_grad=True)
+    fast_features, fast_stem = net(x, with_stem=True)
+    (fast_grad,) = torch.autograd.grad(fast_features.square().sum() + fast_stem.sum(), x)
+
+    def plain(x):  # the stem as nn.Sequential would run it in NCHW, max-pool included
+        h = torch.cat(
+            [
+                x,
+                torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 64)] * 2, indexing="xy"))[None].expand(
+                    len(x), -1, -1, -1
+                ),
+            ],
+            1,
+        )
+        conv, norm, relu, _ = net.stem
+        stem = torch.nn.functional.max_pool2d(relu(norm(conv(h))), 3, 2, 1)
+        h = stem
+        for block in net.stages:
+            h = block(h)
+        return h.flatten(2).transpose(1, 2), stem.flatten(2).transpose(1, 2)
+
+    features, stem = plain(x)
+    (grad,) = torch.autograd.grad(features.square().sum() + stem.sum(), x)
+    assert fast_features.shape == features.shape and fast_stem.shape == stem.shape
+    torch.testing.assert_close(fast_features, features, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast_stem, stem, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast_grad, grad, rtol=1e-4, atol=1e-5)
+
+
 def test_state_dropout_hides_some_states_in_training_and_none_in_evaluation():
     from vla.model.state import StateEncoder
 

@@ -53,6 +53,19 @@ def test_loss_is_finite_and_backpropagates(dataset, batch):
     assert vla.vision.parameters().__next__().grad is not None, "gradients must reach the vision encoder"
 
 
+def test_training_attention_through_the_math_kernel_gives_pytorch_s_own_loss(dataset, batch, monkeypatch):
+    import contextlib
+
+    from vla.model import vla as vla_module
+
+    vla = model_for(dataset).eval()  # eval: no dropout or shifts, so two passes see the same numbers
+    with torch.no_grad():
+        math = vla.loss(batch)["loss"]
+        monkeypatch.setattr(vla_module, "_training_attention", lambda device: contextlib.nullcontext())
+        default = vla.loss(batch)["loss"]
+    torch.testing.assert_close(math, default, rtol=1e-5, atol=1e-5)
+
+
 def test_soft_bin_targets_charge_a_near_miss_less_than_a_far_one(dataset):
     vla = model_for(dataset, bin_sigma=3.0)
     vocab = int(vla.action_ids.max()) + 1
