@@ -36,9 +36,6 @@ PANDA_DH = (
 FLANGE_D = 0.107  # m, flange along joint 7's axis
 HAND_TCP = 0.1034  # m, flange to the point between the fingertips
 FINGER_TRAVEL = 0.04  # m per finger: fully open is 0.08 m between the pads
-_FINGER_Z = 0.0584  # m, hand to the finger bodies
-_PAD_Z, _PAD_HALF_HEIGHT = 0.0475, 0.012  # m, a finger body to its pad's centre; the pad's half height
-PAD_BELOW_TCP = _FINGER_Z + _PAD_Z + _PAD_HALF_HEIGHT - HAND_TCP  # m, the pads' lower edge under the TCP
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 FINGER_JOINTS = ("finger_left", "finger_right")
@@ -82,11 +79,10 @@ def _gripper_xml() -> str:
 
     def finger(name: str, sign: int) -> str:
         return (
-            f'<body name="{name}" pos="0 0 {_FINGER_Z}">'
+            f'<body name="{name}" pos="0 0 0.0584">'
             f'<joint name="{name}" class="finger" axis="0 {sign} 0"/>'
             f'<geom class="finger_link" pos="0 {sign * 0.018} 0.018" size="0.01 0.008 0.018"/>'
-            f'<geom class="finger_pad" name="{name}_pad" pos="0 {sign * 0.005} {_PAD_Z}" '
-            f'size="0.011 0.005 {_PAD_HALF_HEIGHT}"/>'
+            f'<geom class="finger_pad" name="{name}_pad" pos="0 {sign * 0.005} 0.0475" size="0.011 0.005 0.012"/>'
             "</body>"
         )
 

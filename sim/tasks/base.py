@@ -14,7 +14,6 @@ from typing import ClassVar
 import numpy as np
 
 from sim.objects import COLORS
-from sim.robot import PAD_BELOW_TCP
 from sim.world import World
 
 # Where objects are placed on the table (m, world frame): within the arm's comfortable reach.
@@ -187,18 +186,6 @@ def sample_positions(
         if len(points) == n:
             return points
     raise RuntimeError(f"could not place {n} objects {min_distance} m apart in the region; region too small")
-
-
-# The finger pads' lower edges stay this far above the table at a grasp. At the centre of a 4 cm cube they had
-# 5.5 mm; a learned policy that comes down a centimetre too far (as trained policies did, issue 21) pressed
-# the pads on the table, whose friction held them open while it kept closing.
-GRASP_CLEARANCE = 0.012  # m
-
-
-def grasp_height(centre_z: float, table_z: float = 0.0) -> float:
-    """The TCP's height for grasping an object whose centre is at ``centre_z`` on a table at ``table_z``: the
-    centre, raised where needed so the pads keep ``GRASP_CLEARANCE`` above the table."""
-    return max(centre_z, table_z + PAD_BELOW_TCP + GRASP_CLEARANCE)
 
 
 def grasp_yaw(object_yaw: float, symmetry: float | None = np.pi / 2) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import Task, Thing, Waypoint, grasp_height, grasp_yaw, pick_colors, sample_positions
+from sim.tasks.base import Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
 from sim.world import World
 
 _OBJECTS = {"cube_a": "cube", "cube_b": "cube", "cylinder": "cylinder"}
@@ -75,7 +75,7 @@ class PickUp(Task):
         symmetry = np.pi / 2 if _OBJECTS[self.target] == "cube" else None  # a standing cylinder is round
         yaw = grasp_yaw(world.body_yaw(self.target), symmetry)
         above = np.array([pos[0], pos[1], 0.12])
-        grasp = np.array([pos[0], pos[1], grasp_height(pos[2])])
+        grasp = np.array([pos[0], pos[1], pos[2]])
         return [
             Waypoint(above, yaw, -1.0, tolerance=0.02),
             Waypoint(grasp, yaw, -1.0),
