@@ -7,32 +7,15 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from planning_fakes import FirstCarryDrops, tiny_scorer
 
 import sim
 from policies.planning.evaluate import PlanEvalConfig
-from policies.planning.faults import DropFault
 from policies.planning.loop import PLANNER_DONE, run_plan_episode
 from policies.planning.oracle import OraclePlanner
 from policies.planning.planner import SayCanPlanner, ungrounded
 from policies.planning.prompt import DONE
 from policies.planning.scorer import LMScorer, PromptTooLong
-from sim.skills.library import PutInBin, PutOn
-from vla.model.byte_tokenizer import build_byte_tokenizer
-
-
-def _tiny_scorer(context: int = 512, prefix: str = "") -> LMScorer:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=320,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=context,
-    )
-    return LMScorer(LlamaForCausalLM(config), build_byte_tokenizer(), prefix)
 
 
 def _full_forward(scorer: LMScorer, context: str, continuation: str, scored: str) -> float:
@@ -45,7 +28,7 @@ def _full_forward(scorer: LMScorer, context: str, continuation: str, scored: str
 
 
 def test_cached_batched_scores_equal_one_plain_pass_per_candidate():
-    scorer = _tiny_scorer(prefix="Scene: nothing.\n")
+    scorer = tiny_scorer(prefix="Scene: nothing.\n")
     session = scorer.session().extend("1. pick up the red cube. Success: yes.\n")
     candidates = ["2. put the red cube in the bin.\n", "2. done.\n", "2. x\n"]
     direct = session.score(candidates)
@@ -59,17 +42,17 @@ def test_cached_batched_scores_equal_one_plain_pass_per_candidate():
 
 
 def test_a_prompt_longer_than_the_context_is_an_error_naming_the_lengths():
-    scorer = _tiny_scorer(context=64, prefix="Scene: nothing.\n")
+    scorer = tiny_scorer(context=64, prefix="Scene: nothing.\n")
     with pytest.raises(
         PromptTooLong, match=r"16 fixed\) \+ 9 candidate tokens = \d+, more than the model's context of 64"
     ):
         scorer.session().extend("x" * 40).score(["1. done.\n"])
     with pytest.raises(PromptTooLong, match="context of 64"):
-        _tiny_scorer(context=64, prefix="y" * 80)
+        tiny_scorer(context=64, prefix="y" * 80)
 
 
 def test_the_planner_scores_only_feasible_candidates_and_picks_the_best():
-    scorer = _tiny_scorer()
+    scorer = tiny_scorer()
     planner = SayCanPlanner(scorer)
     episode = planner.start("put all the red objects in the bin", "holding: nothing.")
     candidates = ["pick up the red cube", "pick up the blue cube", DONE]
@@ -115,31 +98,16 @@ class _Refuse:
         raise AssertionError("the planner was started on an instruction with nothing to do")
 
 
-class _FirstCarryDrops(DropFault):
-    """Drops the object on the first carry only."""
-
-    def __init__(self):
-        super().__init__(1.0, 0)
-        self.carries = 0
-
-    def tamper(self, skill):
-        if isinstance(skill, (PutInBin, PutOn)):
-            self.carries += 1
-            if self.carries == 1:
-                return super().tamper(skill)
-        return None
-
-
 @pytest.mark.parametrize("task", sim.long_horizon_tasks())
 def test_feedback_replans_after_a_dropped_object_and_open_loop_does_not(task):
     env = sim.make(task, cameras=())
-    closed = run_plan_episode(env, OraclePlanner(), 5, feedback=True, faults=_FirstCarryDrops())
+    closed = run_plan_episode(env, OraclePlanner(), 5, feedback=True, faults=FirstCarryDrops())
     assert closed.success and closed.drops == 1 and closed.replans >= 1, closed
     failed = [d for d in closed.decisions if d.success is False]
     assert failed and failed[0].ending == "plan ended" and all(d.correct for d in closed.decisions)
     retried = closed.decisions[closed.decisions.index(failed[0]) + 1]
     assert retried.skill.startswith("pick up") and retried.success
-    blind = run_plan_episode(env, OraclePlanner(), 5, feedback=False, faults=_FirstCarryDrops())
+    blind = run_plan_episode(env, OraclePlanner(), 5, feedback=False, faults=FirstCarryDrops())
     assert not blind.success and blind.drops == 1 and blind.replans == 0
     assert blind.outcome == PLANNER_DONE  # it believed its plan had worked
     plain = run_plan_episode(env, OraclePlanner(), 5, feedback=True)
@@ -149,7 +117,7 @@ def test_feedback_replans_after_a_dropped_object_and_open_loop_does_not(task):
 
 
 def test_bad_evaluation_options_name_the_choices():
-    with pytest.raises(ValueError, match=r"planner must be one of \('saycan', 'oracle'\)"):
+    with pytest.raises(ValueError, match=r"planner must be one of \('saycan', 'saycan_goals', 'oracle'\)"):
         PlanEvalConfig(planner="gpt")
     with pytest.raises(ValueError, match=r"instruction must be one of \('drawn', 'heldout'\)"):
         PlanEvalConfig(instruction="swap")

@@ -47,7 +47,9 @@ class LMScorer:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.context = int(model.config.max_position_embeddings)
-        params = inspect.signature(model.forward).parameters
+        # The body and the head apart: a batch needs the vocabulary's logits only where a token is scored.
+        self.body, self.head = model.get_decoder(), model.get_output_embeddings()
+        params = inspect.signature(self.body.forward).parameters
         # transformers 5.x names the cache argument ``cache``; 4.x only knows ``past_key_values``.
         self._cache_key = "cache" if "cache" in params else "past_key_values"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -68,10 +70,15 @@ class LMScorer:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def forward(self, ids: torch.Tensor, cache):
-        """Logits (B, T, V) and the grown cache of running ``ids`` (B, T) after ``cache`` (None: none)."""
+        """Hidden states (B, T, H) and the grown cache of running ``ids`` (B, T) after ``cache`` (None: none)."""
         with torch.inference_mode():
-            out = self.model(ids, use_cache=True, **({} if cache is None else {self._cache_key: cache}))
-        return out.logits.float(), out["cache"] if "cache" in out else out["past_key_values"]
+            out = self.body(ids, use_cache=True, **({} if cache is None else {self._cache_key: cache}))
+        return out.last_hidden_state, out["cache"] if "cache" in out else out["past_key_values"]
+
+    def logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, V) next-token log-probabilities from hidden states (N, H)."""
+        with torch.inference_mode():
+            return self.head(hidden).float().log_softmax(-1)
 
 
 class Session:
@@ -93,8 +100,8 @@ class Session:
         if not ids:
             return self
         self._check(len(ids), 0)
-        logits, self._cache = self.scorer.forward(torch.tensor([ids]), self._cache)
-        self._next = logits[0, -1].log_softmax(-1)
+        hidden, self._cache = self.scorer.forward(torch.tensor([ids]), self._cache)
+        self._next = self.scorer.logprobs(hidden[0, -1:])[0]
         self.tokens += len(ids)
         return self
 
@@ -120,15 +127,21 @@ class Session:
             batch[row, : len(option)] = torch.tensor(option)
         cache = copy.deepcopy(self._cache)
         cache.batch_repeat_interleave(len(options))
-        logits, _ = self.scorer.forward(batch, cache)
-        logprobs = logits.log_softmax(-1)
-        scores = np.empty(len(options))
+        hidden, _ = self.scorer.forward(batch, cache)
+        # Token i of a row is predicted at position i - 1 (token 0 by the context's last position); only
+        # the tail's tokens are scored when there is a tail.
+        first = [len(option) - len(ending) if ending else 0 for option in options]
+        rows = [row for row, option in enumerate(options) for _ in range(max(first[row], 1), len(option))]
+        places = [i - 1 for row, option in enumerate(options) for i in range(max(first[row], 1), len(option))]
+        tokens = [
+            option[i] for row, option in enumerate(options) for i in range(max(first[row], 1), len(option))
+        ]
+        picked = self.scorer.logprobs(hidden[rows, places])[torch.arange(len(tokens)), tokens]
+        scores = np.zeros(len(options))
+        np.add.at(scores, rows, picked.double().numpy())
         for row, option in enumerate(options):
-            later = torch.tensor(option[1:], dtype=torch.long)
-            token = torch.cat(
-                [self._next[None, option[0]], logprobs[row, torch.arange(len(option) - 1), later]]
-            )
-            scores[row] = float(token[len(option) - len(ending) if ending else 0 :].sum())
+            if first[row] == 0:
+                scores[row] += float(self._next[option[0]])
         return scores
 
     def _check(self, added: int, candidate: int) -> None:
