@@ -117,7 +117,7 @@ def test_feedback_replans_after_a_dropped_object_and_open_loop_does_not(task):
 
 
 def test_bad_evaluation_options_name_the_choices():
-    with pytest.raises(ValueError, match=r"planner must be one of \('saycan', 'saycan_goals', 'oracle'\)"):
+    with pytest.raises(ValueError, match=r"planner must be one of \('saycan', 'oracle'\)"):
         PlanEvalConfig(planner="gpt")
     with pytest.raises(ValueError, match=r"instruction must be one of \('drawn', 'heldout'\)"):
         PlanEvalConfig(instruction="swap")
