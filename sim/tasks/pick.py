@@ -86,6 +86,6 @@ class PickUp(Task):
         return [
             Waypoint(above, yaw, -1.0, tolerance=0.02),
             Waypoint(grasp, yaw, -1.0, speed=DESCENT_SPEED),
-            Waypoint(grasp, yaw, 1.0, hold=0),
+            Waypoint(grasp, yaw, 1.0),
             Waypoint(grasp + [0, 0, 0.2], yaw, 1.0),
         ]
