@@ -15,9 +15,6 @@ LIFT_HEIGHT = 0.08  # m above its resting height
 # policy must stop at the grasp height from what it sees, and at full speed the expert's demonstrations show
 # that stop in a single frame, which trained policies overshot until the table stopped the fingers.
 DESCENT_SPEED = 0.3
-# The lift starts on the frame after the close: the fingers close within that control step, and every frame
-# held closed at the object would look the same as the one that lifts, so that a policy learns to stay
-# there (a hold of 4 labelled four frames "stay" for each "lift").
 
 
 class PickUp(Task):
@@ -86,6 +83,8 @@ class PickUp(Task):
         return [
             Waypoint(above, yaw, -1.0, tolerance=0.02),
             Waypoint(grasp, yaw, -1.0, speed=DESCENT_SPEED),
+            # No hold: the fingers shut within the close's step, and frames held shut at the object look like
+            # the one that lifts, so a policy trained on four "stay" per "lift" stayed (docs/benchmarks.md).
             Waypoint(grasp, yaw, 1.0),
             Waypoint(grasp + [0, 0, 0.2], yaw, 1.0),
         ]
