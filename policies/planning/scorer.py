@@ -131,11 +131,14 @@ class Session:
         # Token i of a row is predicted at position i - 1 (token 0 by the context's last position); only
         # the tail's tokens are scored when there is a tail.
         first = [len(option) - len(ending) if ending else 0 for option in options]
-        rows = [row for row, option in enumerate(options) for _ in range(max(first[row], 1), len(option))]
-        places = [i - 1 for row, option in enumerate(options) for i in range(max(first[row], 1), len(option))]
-        tokens = [
-            option[i] for row, option in enumerate(options) for i in range(max(first[row], 1), len(option))
+        scored = [
+            (row, i - 1, option[i])  # (row, predicting position, token)
+            for row, option in enumerate(options)
+            for i in range(max(first[row], 1), len(option))
         ]
+        rows, places, tokens = (
+            (list(column) for column in zip(*scored, strict=True)) if scored else ([], [], [])
+        )
         picked = self.scorer.logprobs(hidden[rows, places])[torch.arange(len(tokens)), tokens]
         scores = np.zeros(len(options))
         np.add.at(scores, rows, picked.double().numpy())
