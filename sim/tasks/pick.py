@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
+from sim.tasks.base import DESCENT_SPEED, Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
 from sim.world import World
 
 _OBJECTS = {"cube_a": "cube", "cube_b": "cube", "cylinder": "cylinder"}
 _REST_Z = {"cube": objects.CUBE_HALF, "cylinder": objects.CYLINDER_HALF_HEIGHT}
 LIFT_HEIGHT = 0.08  # m above its resting height
-# The last descent onto the object at 0.3 of the controller's maximum (1.5 cm a step, not 5): a learned
-# policy must stop at the grasp height from what it sees, and at full speed the expert's demonstrations show
-# that stop in a single frame, which trained policies overshot until the table stopped the fingers.
-DESCENT_SPEED = 0.3
-# The lift starts on the frame after the close: the fingers close within that control step, and every frame
-# held closed at the object would look the same as the one that lifts, so that a policy learns to stay
-# there (a hold of 4 labelled four frames "stay" for each "lift").
 
 
 class PickUp(Task):
@@ -86,6 +79,6 @@ class PickUp(Task):
         return [
             Waypoint(above, yaw, -1.0, tolerance=0.02),
             Waypoint(grasp, yaw, -1.0, speed=DESCENT_SPEED),
-            Waypoint(grasp, yaw, 1.0, hold=0),
+            Waypoint(grasp, yaw, 1.0),
             Waypoint(grasp + [0, 0, 0.2], yaw, 1.0),
         ]
