@@ -7,7 +7,7 @@ import pytest
 
 import sim
 from sim.contract import ACTION_DIM, CAMERAS, OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE, STATE_DIM
-from sim.tasks.pick import DESCENT_SPEED
+from sim.tasks.base import DESCENT_SPEED
 
 TASKS = sim.list_tasks() + sim.long_horizon_tasks()  # every registered task keeps the contract
 
@@ -125,11 +125,12 @@ def test_expert_labels_close_on_the_frame_that_reaches_the_grasp():
     env.close()
 
 
-def test_the_pick_up_expert_descends_slowly_onto_the_object_and_lifts_on_the_frame_after_the_close():
+@pytest.mark.parametrize("task", ["PickUp", "Stack", "PlaceInBin", "PlaceOnTarget"])
+def test_the_expert_descends_slowly_onto_the_object_and_lifts_on_the_frame_after_the_close(task):
     """Where a policy must time a change from what it sees, the frames must show it. A full-speed descent
     stopped at the grasp in one frame (policies overshot onto the table), and four frames held closed at the
     object, each like the lift's own, taught policies to stay there (docs/benchmarks.md, r21-r23)."""
-    env = sim.make("PickUp", cameras=())
+    env = sim.make(task, cameras=())
     for seed in range(3):
         obs, _ = env.reset(seed=seed)
         expert = sim.make_expert(env, noise=0.1, seed=seed)

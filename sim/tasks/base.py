@@ -19,6 +19,13 @@ from sim.world import World
 # Where objects are placed on the table (m, world frame): within the arm's comfortable reach.
 REGION_LOW = np.array([0.36, -0.24])
 REGION_HIGH = np.array([0.64, 0.24])
+# Where a learned policy must time a change from what it sees, the experts show it over frames that differ:
+# the last descent onto an object at 0.3 of the controller's maximum (1.5 cm a step, not 5), so the stop at
+# the grasp height is not a single frame; and no frame held after a close or a lowering (the fingers close
+# within the step): a held frame looks like the one that moves on, so policies trained on four held frames
+# for each lift learned to stay there, holding the object on the table (docs/benchmarks.md, r21-r23).
+DESCENT_SPEED = 0.3
+RELEASE_HOLD = 0  # frames held with the fingers open after a release, before rising
 
 
 @dataclass(frozen=True)
@@ -212,15 +219,15 @@ def pick_and_place(
         return Waypoint(np.array([*xy, release_z + 0.08]), yaw, 1.0, tolerance=0.015)
 
     def lower(w: World) -> Waypoint:
-        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, 1.0, tolerance=0.01, hold=1)
+        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, 1.0, tolerance=0.01)
 
     def release(w: World) -> Waypoint:
-        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, -1.0, hold=3, tolerance=0.02)
+        return Waypoint(np.array([*place(w)[:2], release_z]), yaw, -1.0, hold=RELEASE_HOLD, tolerance=0.02)
 
     return [
         Waypoint(above, yaw, -1.0, tolerance=0.02),
-        Waypoint(grasp, yaw, -1.0),
-        Waypoint(grasp, yaw, 1.0, hold=4),
+        Waypoint(grasp, yaw, -1.0, speed=DESCENT_SPEED),
+        Waypoint(grasp, yaw, 1.0),
         Waypoint(above + [0, 0, 0.04], yaw, 1.0, tolerance=0.02),
         over_target,
         lower,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import PlanStep, Waypoint, grasp_yaw
+from sim.tasks.base import DESCENT_SPEED, RELEASE_HOLD, PlanStep, Waypoint, grasp_yaw
 from sim.world import World
 
 CARRY_Z = 0.16  # m, TCP height while carrying: the held object clears a two-cube stack and the bin's walls
@@ -76,10 +76,10 @@ def pick_steps(body: str, kind: str, neighbours: Sequence[str] = ()) -> list[Pla
 
     def descend(w: World) -> Waypoint:
         memo["grasp"] = w.body_pos(body)
-        return Waypoint(memo["grasp"], memo["yaw"], -1.0)
+        return Waypoint(memo["grasp"], memo["yaw"], -1.0, speed=DESCENT_SPEED)
 
     def close(w: World) -> Waypoint:
-        return Waypoint(memo["grasp"], memo["yaw"], 1.0, hold=4)
+        return Waypoint(memo["grasp"], memo["yaw"], 1.0)
 
     def lift(w: World) -> Waypoint:
         grasp = memo["grasp"]  # off the top of a stack, lift by a carry's height above where it was
@@ -104,10 +104,12 @@ def place_steps(spot, release_z) -> list[PlanStep]:
         return Waypoint(np.array([*memo["xy"], memo["z"] + 0.08]), memo["yaw"], 1.0, tolerance=0.015)
 
     def lower(w: World) -> Waypoint:
-        return Waypoint(np.array([*memo["xy"], memo["z"]]), memo["yaw"], 1.0, tolerance=0.01, hold=1)
+        return Waypoint(np.array([*memo["xy"], memo["z"]]), memo["yaw"], 1.0, tolerance=0.01)
 
     def release(w: World) -> Waypoint:
-        return Waypoint(np.array([*memo["xy"], memo["z"]]), memo["yaw"], -1.0, hold=3, tolerance=0.02)
+        return Waypoint(
+            np.array([*memo["xy"], memo["z"]]), memo["yaw"], -1.0, hold=RELEASE_HOLD, tolerance=0.02
+        )
 
     def retreat(w: World) -> Waypoint:
         return Waypoint(w.tcp_pos + [0, 0, RETREAT], memo["yaw"], -1.0, tolerance=0.02)

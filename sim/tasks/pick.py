@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from sim import objects
-from sim.tasks.base import Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
+from sim.tasks.base import DESCENT_SPEED, Task, Thing, Waypoint, grasp_yaw, pick_colors, sample_positions
 from sim.world import World
 
 _OBJECTS = {"cube_a": "cube", "cube_b": "cube", "cylinder": "cylinder"}
 _REST_Z = {"cube": objects.CUBE_HALF, "cylinder": objects.CYLINDER_HALF_HEIGHT}
 LIFT_HEIGHT = 0.08  # m above its resting height
-# The last descent onto the object at 0.3 of the controller's maximum (1.5 cm a step, not 5): a learned
-# policy must stop at the grasp height from what it sees, and at full speed the expert's demonstrations show
-# that stop in a single frame, which trained policies overshot until the table stopped the fingers.
-DESCENT_SPEED = 0.3
 
 
 class PickUp(Task):
@@ -83,8 +79,6 @@ class PickUp(Task):
         return [
             Waypoint(above, yaw, -1.0, tolerance=0.02),
             Waypoint(grasp, yaw, -1.0, speed=DESCENT_SPEED),
-            # No hold: the fingers shut within the close's step, and frames held shut at the object look like
-            # the one that lifts, so a policy trained on four "stay" per "lift" stayed (docs/benchmarks.md).
             Waypoint(grasp, yaw, 1.0),
             Waypoint(grasp + [0, 0, 0.2], yaw, 1.0),
         ]
