@@ -16,6 +16,7 @@ from policies.planning.oracle import OraclePlanner
 from policies.planning.planner import SayCanPlanner, ungrounded
 from policies.planning.prompt import DONE
 from policies.planning.scorer import LMScorer, PromptTooLong
+from sim.skills import executor, skill_library
 
 
 def _full_forward(scorer: LMScorer, context: str, continuation: str, scored: str) -> float:
@@ -101,16 +102,17 @@ class _Refuse:
 @pytest.mark.parametrize("task", sim.long_horizon_tasks())
 def test_feedback_replans_after_a_dropped_object_and_open_loop_does_not(task):
     env = sim.make(task, cameras=())
-    closed = run_plan_episode(env, OraclePlanner(), 5, feedback=True, faults=FirstCarryDrops())
+    # Seed 1: a drop that lands outside the bin (on some seeds the carry is already over the bin at the drop).
+    closed = run_plan_episode(env, OraclePlanner(), 1, feedback=True, faults=FirstCarryDrops())
     assert closed.success and closed.drops == 1 and closed.replans >= 1, closed
     failed = [d for d in closed.decisions if d.success is False]
     assert failed and failed[0].ending == "plan ended" and all(d.correct for d in closed.decisions)
     retried = closed.decisions[closed.decisions.index(failed[0]) + 1]
     assert retried.skill.startswith("pick up") and retried.success
-    blind = run_plan_episode(env, OraclePlanner(), 5, feedback=False, faults=FirstCarryDrops())
+    blind = run_plan_episode(env, OraclePlanner(), 1, feedback=False, faults=FirstCarryDrops())
     assert not blind.success and blind.drops == 1 and blind.replans == 0
     assert blind.outcome == PLANNER_DONE  # it believed its plan had worked
-    plain = run_plan_episode(env, OraclePlanner(), 5, feedback=True)
+    plain = run_plan_episode(env, OraclePlanner(), 1, feedback=True)
     assert plain.success and plain.drops == 0 and plain.replans == 0
     assert [d.skill for d in blind.decisions[:-1]] == [d.skill for d in plain.decisions]
     env.close()
@@ -173,3 +175,35 @@ def test_the_config_file_composes_and_an_oracle_run_writes_the_results_document(
     assert "StackThree" in markdown_table(document)  # the shared results shape
     report = (tmp_path / "report.md").read_text()
     assert "| StackThree |" in report and "privileged" in report and (tmp_path / "results.json").is_file()
+
+
+class _SkillsByText:
+    """A stand-in for a VLA trained on skill labels: it acts by the instruction it is given, through the
+    reference executor of the skill of that text, and remembers what it was told."""
+
+    def __init__(self, env):
+        self.env, self.heard, self.resets, self._expert = env, [], 0, None
+
+    def reset(self):
+        self.resets, self._expert = self.resets + 1, None
+
+    def infer(self, obs):
+        text = obs["instruction"]
+        if self._expert is None:
+            self.heard.append(text)
+            library = {skill.text: skill for skill in skill_library(self.env.unwrapped.task)}
+            self._expert = executor(self.env, library[text])
+        return self._expert.infer(obs)
+
+
+def test_learned_skills_hear_each_skill_as_their_instruction_and_start_afresh():
+    from policies.planning.learned import LearnedSkills
+
+    env = sim.make("PlaceInBin", cameras=())
+    policy = _SkillsByText(env)
+    episode = run_plan_episode(env, OraclePlanner(), 3, skills=LearnedSkills(policy))
+    assert episode.success
+    thing = policy.heard[0].removeprefix("pick up the ")
+    assert policy.heard == [f"pick up the {thing}", f"put the {thing} in the bin"] and policy.resets == 2
+    assert [d.skill for d in episode.decisions] == policy.heard
+    env.close()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from policies.recording.app import RecordConfig, record
-from policies.recording.relabel import skill_labels
+from policies.recording.relabel import skill_labels, write_skill_dataset
 from policies.recording.settings import SETTINGS_PATH
+from vla.data.dataset import VLADataset
 from vla.data.meta import load_meta
 
 
@@ -57,3 +59,24 @@ def test_a_replay_that_leaves_the_recording_is_an_error_naming_the_frame(demos, 
         path.write_text(json.dumps(stored))
     with pytest.raises(ValueError, match=r"has episodes 0\.\.1, no episode 5"):
         skill_labels(demos, 5)
+
+
+def test_a_skill_labelled_copy_trains_each_frame_on_its_skill_and_leaves_the_source_alone(demos, tmp_path):
+    before = {path: path.read_bytes() for path in demos.rglob("*") if path.is_file() and path.name != ".lock"}
+    out = write_skill_dataset(demos, tmp_path / "skills", progress=False)
+    assert {path: path.read_bytes() for path in before} == before, "the source must not change"
+    meta, dataset = load_meta(out), VLADataset(out)
+    labels = [skill_labels(demos, episode) for episode in range(meta.total_episodes)]
+    assert meta.tasks == list(dict.fromkeys(text for episode in labels for text in episode))
+    assert [list(row["tasks"]) for row in meta.episodes] == [list(dict.fromkeys(e)) for e in labels]
+    flat = [text for episode in labels for text in episode]
+    table = dataset.table
+    for t in range(len(dataset)):
+        sample = dataset[t]
+        assert sample["instruction"] == flat[t]
+        # The goal is where the frame's skill ends: the last frame with its label in its episode.
+        end = max(r for r in range(table.first[t], table.last[t] + 1) if flat[r] == flat[t])
+        assert np.array_equal(sample["goal_state"].numpy(), table.state[end])
+    assert not (out / SETTINGS_PATH).exists(), "vla-record must not top up a relabelled copy"
+    with pytest.raises(FileExistsError, match="exists"):
+        write_skill_dataset(demos, out, progress=False)

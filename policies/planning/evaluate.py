@@ -4,8 +4,10 @@
     vla-plan-eval instruction=heldout out=runs/plan-heldout   # every episode in the held-out wording
     vla-plan-eval fault_p=0.3 feedback=[true,false]          # drops mid-carry: with feedback and open loop
     vla-plan-eval planner=oracle                             # the oracle decomposition: no language model
+    vla-plan-eval planner=oracle skills=runs/skills/train task=[Stack]   # a VLA trained on skill labels
 
-Skills run with their reference executors (the scripted expert on each skill's waypoints); affordances and
+Skills run with their reference executors (the scripted expert on each skill's waypoints), or with a VLA
+trained on skill instructions (``skills=`` a checkpoint; ``policies.planning.learned``); affordances and
 success detection read the simulator's state (privileged, and named so in the results). Writes
 ``results.json`` (``policies.reports.results``'s document, with the planner's metrics in each task's entry
 and in ``planner``) and ``report.md`` under ``out``. Options: ``configs/plan_eval.yaml``.
@@ -23,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from policies.loading import load_policy
 from policies.planning.faults import DropFault
+from policies.planning.learned import LearnedSkills
 from policies.planning.loop import PlanEpisode, run_plan_episode
 from policies.planning.oracle import OraclePlanner
 from policies.planning.report import report_markdown, task_entry
@@ -31,6 +35,7 @@ from policies.reports.results import results_document, summary_document, write_r
 from policies.seeds import HELDOUT, episode_seeds
 
 PLANNERS = ("saycan", "oracle")
+SCRIPTED = "scripted"  # the skills' reference executors
 INSTRUCTIONS = ("drawn", "heldout")  # heldout: every episode in the task's last (never prompted) wording
 AFFORDANCE = "privileged: feasibility from the simulator's state (sim.skills.Skill.feasible)"
 DETECTOR = "privileged: each skill's termination signal on the simulator's state"
@@ -48,6 +53,8 @@ class PlanEvalConfig:
     instruction: str = "drawn"  # drawn (as reset draws it) | heldout (the task's last template)
     feedback: Any = True  # true | false | [true, false]: with feedback (Inner Monologue) and/or open loop
     fault_p: float = 0.0  # probability of dropping the held object on each carry
+    skills: str = SCRIPTED  # scripted | a checkpoint or vla-train run trained on skill instructions
+    precision: str = "fp32"  # what a skills checkpoint computes in: fp32 | bf16
     torch_threads: int = 2
     out: str = "runs/plan-eval"
 
@@ -61,6 +68,8 @@ class PlanEvalConfig:
         if not modes or any(not isinstance(m, bool) for m in modes) or len(set(modes)) != len(modes):
             raise ValueError(f"feedback must be true, false or [true, false], got {self.feedback!r}")
         self.feedback = modes
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if not 0.0 <= self.fault_p <= 1.0:
             raise ValueError(f"fault_p must be in [0, 1], got {self.fault_p}")
         if self.torch_threads < 1:
@@ -86,7 +95,7 @@ def make_planner(config: PlanEvalConfig):
 
 def evaluate(config: PlanEvalConfig, progress: bool = True) -> dict:
     """Run every task's episodes under each feedback mode; return the results document."""
-    planner = make_planner(config)
+    planner, skills = make_planner(config), make_skills(config)
     seeds = episode_seeds(config.split, config.episodes_per_task, config.seed)
     modes: dict[str, dict] = {}
     started = time.perf_counter()
@@ -95,7 +104,7 @@ def evaluate(config: PlanEvalConfig, progress: bool = True) -> dict:
             entries = {}
             for task in config.task:
                 bar.set_description(f"{task} {'feedback' if feedback else 'open loop'}")
-                episodes = _run_task(task, planner, seeds, feedback, config, bar)
+                episodes = _run_task(task, planner, skills, seeds, feedback, config, bar)
                 entries[task] = task_entry(episodes)
             modes["feedback" if feedback else "open_loop"] = entries
     first = "feedback" if True in config.feedback else "open_loop"
@@ -107,15 +116,29 @@ def evaluate(config: PlanEvalConfig, progress: bool = True) -> dict:
     return document
 
 
-def _run_task(task: str, planner, seeds: list[int], feedback: bool, config, bar) -> list[PlanEpisode]:
-    env = sim.make(task, cameras=())
+def make_skills(config: PlanEvalConfig) -> LearnedSkills | None:
+    """None for the scripted executors; else the checkpoint's policy behind ``LearnedSkills``."""
+    if config.skills == SCRIPTED:
+        return None
+    import torch
+
+    torch.set_num_threads(config.torch_threads)
+    return LearnedSkills(load_policy(config.skills, precision=config.precision))
+
+
+def _run_task(task: str, planner, skills, seeds: list[int], feedback: bool, config, bar) -> list[PlanEpisode]:
+    if skills is None:
+        env = sim.make(task, cameras=())
+    else:
+        env = sim.make(task, cameras=skills.policy.cameras, image_size=skills.policy.image_size)
+        skills.policy.check_compatible(env)
     try:
         template = env.unwrapped.task.instructions[-1] if config.instruction == "heldout" else None
         options = {"template": template} if template else None
         episodes = []
         for seed in seeds:
             faults = DropFault(config.fault_p, seed)
-            episodes.append(run_plan_episode(env, planner, seed, feedback, faults, options))
+            episodes.append(run_plan_episode(env, planner, seed, feedback, faults, options, skills=skills))
             bar.update(1)
         return episodes
     finally:
@@ -130,7 +153,11 @@ def _protocol(config: PlanEvalConfig, seeds: list[int]) -> dict:
         "language_model": config.llm if config.planner == "saycan" else None,
         "affordance": AFFORDANCE,
         "success_detector": DETECTOR,
-        "skill_executor": "scripted expert on each skill's waypoints (sim.skills.executor)",
+        "skill_executor": (
+            "scripted expert on each skill's waypoints (sim.skills.executor)"
+            if config.skills == SCRIPTED
+            else f"learned: {config.skills} ({config.precision}), the skill's text as its instruction"
+        ),
         "instruction": config.instruction,
         "feedback": config.feedback,
         "fault_p": config.fault_p,

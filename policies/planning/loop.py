@@ -69,10 +69,12 @@ def run_plan_episode(
     options: dict | None = None,
     instruction: str | None = None,
     max_decisions: int = MAX_DECISIONS,
+    skills=None,
 ) -> PlanEpisode:
-    """One episode of ``env`` (reset with ``seed`` and ``options``) under ``planner`` and the skills'
-    reference executors. ``faults``: drops mid-carry (none by default). ``instruction``: what the planner
-    is asked instead of the episode's own instruction (success is still the task's)."""
+    """One episode of ``env`` (reset with ``seed`` and ``options``) under ``planner``. ``skills``: what
+    executes each skill (``make_executor(env, skill)``, e.g. ``LearnedSkills``); None: the skills' reference
+    executors. ``faults``: drops mid-carry (none by default). ``instruction``: what the planner is asked
+    instead of the episode's own instruction (success is still the task's)."""
     obs, info = env.reset(seed=seed, options=options)
     task, world = env.unwrapped.task, env.unwrapped.world
     instruction = info["instruction"] if instruction is None else instruction
@@ -98,7 +100,7 @@ def run_plan_episode(
             episode.outcome = PLANNER_DONE
             break
         skill = library[decision.text]
-        run = run_skill(env, skill, obs, tamper=faults.tamper(skill))
+        run = run_skill(env, skill, obs, tamper=faults.tamper(skill), make_executor=skills)
         obs, episode.length = run.obs, episode.length + run.steps
         record.success, record.ending, record.steps = bool(run.success), run.ending, run.steps
         if feedback:

@@ -2,6 +2,7 @@
 
     from policies.recording.relabel import skill_labels
     skill_labels("data/demos", 3)   # ["pick up the red cube", ..., "put the red cube in the bin", ...]
+    vla-skill-labels runs/demo/data runs/skills/data   # a copy whose frames train on their skills
 
 A ``vla-record`` episode is a function of its task, scene seed, goal rotation and the recording's settings
 (``meta/recording.json``), so it replays exactly: the replay steps the same expert from the same state and
@@ -13,19 +14,30 @@ place skill each, and their pick-up frames teach the same skill as PickUp's.
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from policies import suites
 from policies.recording.app import goals_per_scene, job_of
-from policies.recording.settings import load_settings
+from policies.recording.settings import SETTINGS_PATH, load_settings
 from policies.recording.worker import episode_setup
 from sim.contract import OBS_STATE
-from sim.skills import SkillLabeller
-from vla.data.layout import DatasetError
-from vla.data.meta import load_meta
+from sim.skills import DONE, SkillLabeller
+from vla.data.atomic import write_json_atomic, write_parquet_atomic
+from vla.data.layout import INFO_PATH, STATS_PATH, TASK_INDEX, TASKS_PATH, DatasetError
+from vla.data.meta import load_meta, read_json
+from vla.data.stats import feature_stats, stats_to_json
 from vla.data.table import load_table
+from vla.data.write_tables import tasks_table
+
+SKILL_LABELS_PATH = "meta/skill_labels.json"  # a relabelled copy's provenance: its source and its skills
 
 
 def skill_labels(root: str | Path, episode: int) -> list[str]:
@@ -33,12 +45,91 @@ def skill_labels(root: str | Path, episode: int) -> list[str]:
     meta = load_meta(root)
     if not 0 <= episode < meta.total_episodes:
         raise ValueError(f"{meta.root} has episodes 0..{meta.total_episodes - 1}, no episode {episode}")
+    return _replay(meta, load_table(meta), load_settings(meta.root), episode)
+
+
+def write_skill_dataset(root: str | Path, out: str | Path, progress: bool = True) -> Path:
+    """A copy of the ``vla-record`` dataset at ``root`` in ``out`` whose frames carry skill labels.
+
+    Each frame's ``task_index`` names the skill under way; the frames after the last skill terminated (the
+    expert rising with the object, say) keep the last skill's text: they continue it. Pictures and the
+    frame cache are hard links to ``root``'s (nothing rewritten in place: every changed file is replaced),
+    so the copy costs the replay and a few tables. The copy has no ``meta/recording.json``, so ``vla-record``
+    refuses to top it up with task-labelled episodes; ``meta/skill_labels.json`` names its source."""
+    meta = load_meta(root)
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists: skill labels are written to a new folder")
+    table, stored = load_table(meta), load_settings(meta.root)
+    labels = [
+        _continued(_replay(meta, table, stored, episode))
+        for episode in tqdm(range(meta.total_episodes), desc="skill labels", disable=not progress)
+    ]
+    tasks = list(dict.fromkeys(text for episode in labels for text in episode))
+    task_index = np.array([tasks.index(text) for episode in labels for text in episode], np.int64)  # (N,)
+    shutil.copytree(meta.root, out, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
+    (out / SETTINGS_PATH).unlink()
+    for path in sorted((out / "data").rglob("*.parquet")):
+        frames = pq.read_table(path)
+        rows = frames.column("index").to_numpy()
+        _replace(path, frames, TASK_INDEX, pa.array(task_index[rows], pa.int64()))
+    _rewrite_episodes(out, labels, tasks)
+    write_parquet_atomic(out / TASKS_PATH, tasks_table(tasks))
+    stats = read_json(out / STATS_PATH)
+    stats[TASK_INDEX] = stats_to_json({TASK_INDEX: feature_stats(task_index[:, None].astype(np.float64))})[
+        TASK_INDEX
+    ]
+    write_json_atomic(out / STATS_PATH, stats)
+    info = read_json(out / INFO_PATH)
+    write_json_atomic(out / INFO_PATH, {**info, "total_tasks": len(tasks)})  # the commit point, last
+    write_json_atomic(out / SKILL_LABELS_PATH, {"source": str(meta.root), "skills": tasks})
+    return out
+
+
+def _continued(labels: list[str]) -> list[str]:
+    """``labels`` with each DONE frame given the text of the skill before it."""
+    if labels and labels[0] == DONE:
+        raise ValueError("the episode's first frame has no skill under way: was its task done at reset?")
+    kept = []
+    for text in labels:
+        kept.append(kept[-1] if text == DONE else text)
+    return kept
+
+
+def _rewrite_episodes(out: Path, labels: list[list[str]], tasks: list[str]) -> None:
+    """meta/episodes: each row's ``tasks`` and ``stats/task_index/*`` for its new labels."""
+    for path in sorted((out / "meta" / "episodes").rglob("*.parquet")):
+        rows = pq.read_table(path)
+        episodes = rows.column("episode_index").to_pylist()
+        texts = [list(dict.fromkeys(labels[e])) for e in episodes]
+        rows = _replace(path, rows, "tasks", pa.array(texts, rows.schema.field("tasks").type), write=False)
+        for name, values in _episode_task_stats([labels[e] for e in episodes], tasks).items():
+            column = f"stats/{TASK_INDEX}/{name}"
+            if column in rows.column_names:
+                rows = _replace(
+                    path, rows, column, pa.array(values, rows.schema.field(column).type), write=False
+                )
+        write_parquet_atomic(path, rows)
+
+
+def _episode_task_stats(labels: list[list[str]], tasks: list[str]) -> dict[str, list]:
+    per_episode = [feature_stats(np.array([[tasks.index(t)] for t in texts], np.float64)) for texts in labels]
+    return {name: [stats[name].tolist() for stats in per_episode] for name in per_episode[0]}
+
+
+def _replace(path: Path, table: pa.Table, name: str, column: pa.Array, write: bool = True) -> pa.Table:
+    table = table.set_column(table.column_names.index(name), table.schema.field(name), column)
+    if write:
+        write_parquet_atomic(path, table)
+    return table
+
+
+def _replay(meta, table, stored: dict, episode: int) -> list[str]:
     row = meta.episodes[episode]
     task = str(row["vla/sim_task"])
     suite = suites.of(task)
     if not suite.skill_labels:
         raise ValueError(f"skill labels exist for our tasks only (sim.skills), not {suite.title}'s {task}")
-    stored = load_settings(meta.root)
     job = job_of(
         task, int(row["vla/attempt"]), int(stored["seed"]), goals_per_scene(task, stored["goals_per_scene"])
     )
@@ -53,9 +144,8 @@ def skill_labels(root: str | Path, episode: int) -> list[str]:
         "noise": float(stored["noise"]),
         "holdout_templates": stored["holdout_templates"],
     }
-    table = load_table(meta)
     states = table.state[table.episode_starts[episode] : table.episode_starts[episode + 1]]
-    env, expert, options = episode_setup(job, settings)
+    env, expert, options = episode_setup(job, settings)  # the recorder's cached environment
     obs, _ = env.reset(seed=job.seed, options=options)
     labeller = SkillLabeller(env)
     labels = []
@@ -68,3 +158,15 @@ def skill_labels(root: str | Path, episode: int) -> list[str]:
         labels.append(labeller.label())
         obs, *_ = env.step(expert.infer(obs)["actions"][0])
     return labels
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``vla-skill-labels ROOT OUT``: write the skill-labelled copy of a ``vla-record`` dataset."""
+    parser = argparse.ArgumentParser(
+        prog="vla-skill-labels", description=write_skill_dataset.__doc__.split("\n")[0]
+    )
+    parser.add_argument("root", help="a vla-record dataset (its meta/recording.json replays the episodes)")
+    parser.add_argument("out", help="a new folder for the copy")
+    args = parser.parse_args(argv)
+    out = write_skill_dataset(args.root, args.out)
+    print(f"wrote {out}: {len(load_meta(out).tasks)} skill instructions")

@@ -4,6 +4,10 @@ A skill ends at the first of: its termination signal fires (``done``: success), 
 the last waypoint of its plan without it firing (failure: the plan ran out, e.g. after the held object was
 dropped), its step limit (failure: cut), or the episode's end (the task succeeded, which counts as the
 skill's success, or the episode's own step limit). ``tamper`` (optional) may change each action before it is applied: fault injection.
+
+The executor is the skill's reference (the scripted expert on its waypoints) unless ``make_executor`` gives
+another: ``make_executor(env, skill)`` returns an object with ``infer(obs) -> {"actions": (K, D)}`` (the
+first action is applied) and ``plan_complete() -> bool`` (a learned policy has no plan: always False).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ def run_skill(
     noise: float = 0.0,
     seed=None,
     tamper: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    make_executor: Callable | None = None,
 ) -> SkillRun:
     """Execute ``skill`` from observation ``obs`` on ``env`` (an episode in progress)."""
     world = env.unwrapped.world
-    expert = executor(env, skill, noise, seed)
+    expert = executor(env, skill, noise, seed) if make_executor is None else make_executor(env, skill)
     skill.begin(world)
     info: dict = {}
     for step in range(skill.max_steps):

@@ -4,8 +4,9 @@ A sample, for frame t of an episode (K = ``chunk_size``, h = ``history``)::
 
     images        {slot: uint8 (3, H, W)}, or (h+1, 3, H, W) when h > 0 (oldest first, frame t last)
     state         float32 (S,), or (h+1, S) when h > 0
-    goal_state    float32 (S,), the state at the episode's last frame (where the demonstration ended up:
-                  a target for auxiliary losses, never a model input)
+    goal_state    float32 (S,), the state at the last frame of frame t's instruction: the episode's last frame
+                  when the episode has one instruction, the end of the skill when its frames carry skill
+                  labels (policies/recording/relabel.py); a target for auxiliary losses, never a model input
     switch_state  float32 (S,), the state at the next frame at or after t whose gripper label switches (the
                   grasp, the release; vla/data/gripper.py), else at the last frame: the current phase's target
     history_mask  bool (h+1,), only when h > 0: False for frames before the episode start
@@ -57,6 +58,14 @@ ACTIONS = "actions"
 ACTION_MASK = "action_mask"
 EPISODE = "episode_index"
 FRAME = "frame_index"
+
+
+def instruction_end_rows(table: FrameTable) -> np.ndarray:
+    """(N,) int64: for each row, the last row of its run of one task_index within its episode."""
+    rows = np.arange(len(table.last), dtype=np.int64)
+    changes = np.zeros(len(rows), bool)
+    changes[:-1] = table.task_index[1:] != table.task_index[:-1]  # the next row follows another instruction
+    return next_switch_rows(table, changes | (rows == table.last))
 
 
 def resolve_cameras(cameras, meta: DatasetMeta) -> dict[str, str]:
@@ -181,6 +190,9 @@ class VLADataset(Dataset):
             np.zeros(len(self.table.last), bool) if column is None else gripper_switches(self.table, column)
         )
         self.next_switch = next_switch_rows(self.table, switched)  # (N,) row of each frame's phase end
+        self.instruction_end = instruction_end_rows(
+            self.table
+        )  # (N,) row where each frame's instruction ends
         self._sources = self._open_sources(cache)
         self._resize = None if cache is not None else self.image_size  # the cache holds resized frames
         self.maps: dict[str, dict[str, MemmapFrames]] | None = None  # {slot: {name: (N, C, h, w)}}
@@ -236,7 +248,7 @@ class VLADataset(Dataset):
         sample = {
             **self._pictures(history_rows),
             STATE_KEY: state if self.history else state[0],
-            GOAL_STATE: torch.from_numpy(table.state[table.last[t]].copy()),
+            GOAL_STATE: torch.from_numpy(table.state[self.instruction_end[t]].copy()),
             SWITCH_STATE: torch.from_numpy(table.state[self.next_switch[t]].copy()),
             INSTRUCTION: self.meta.tasks[table.task_index[t]],
             ACTIONS: torch.from_numpy(table.action[action_rows]),
