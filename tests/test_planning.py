@@ -15,6 +15,7 @@ from policies.planning.loop import PLANNER_DONE, run_plan_episode
 from policies.planning.oracle import OraclePlanner
 from policies.planning.planner import SayCanPlanner, ungrounded
 from policies.planning.prompt import DONE
+from policies.planning.report import task_entry
 from policies.planning.scorer import LMScorer, PromptTooLong
 from sim.skills import executor, skill_library
 
@@ -206,4 +207,6 @@ def test_learned_skills_hear_each_skill_as_their_instruction_and_start_afresh():
     thing = policy.heard[0].removeprefix("pick up the ")
     assert policy.heard == [f"pick up the {thing}", f"put the {thing} in the bin"] and policy.resets == 2
     assert [d.skill for d in episode.decisions] == policy.heard
+    skills = task_entry([episode])["skills"]
+    assert skills == {"pick up": {"runs": 1, "successes": 1}, "put": {"runs": 1, "successes": 1}}
     env.close()

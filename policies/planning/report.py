@@ -9,6 +9,7 @@ A task's entry adds to ``task_summary``'s keys::
     "latency_s": {"mean", "p50", "p95", "max"},   # wall time per decision
     "cpu_s": {"mean", "max"},                     # CPU time per decision, all threads together
     "outcomes": {outcome: episodes},
+    "skills": {verb: {"runs", "successes"}},  # the skills run, by their text's verb ("pick up", "put", ...)
     "episode_results": [{"seed", "instruction", "success", "outcome", "length", "replans", "drops",
                          "steps": [[skill, correct, success, ending], ...]}],
 """
@@ -44,8 +45,21 @@ def task_entry(episodes: list[PlanEpisode]) -> dict:
         },
         "cpu_s": {"mean": float(cpu.mean()), "max": float(cpu.max())},
         "outcomes": dict(Counter(e.outcome for e in episodes)),
+        "skills": _skill_runs(decisions),
         "episode_results": [_episode(e) for e in episodes],
     }
+
+
+def _skill_runs(decisions) -> dict:
+    """Runs and successes per kind of skill, named by the verb its text starts with."""
+    runs: dict[str, dict[str, int]] = {}
+    for d in decisions:
+        if d.success is None:  # DONE: nothing ran
+            continue
+        verb = runs.setdefault(d.skill.split(" the ")[0], {"runs": 0, "successes": 0})
+        verb["runs"] += 1
+        verb["successes"] += int(d.success)
+    return runs
 
 
 def _episode(e: PlanEpisode) -> dict:
@@ -66,18 +80,21 @@ def report_markdown(document: dict) -> str:
     open_loop = document.get("open_loop", {}).get("tasks", {})
     rows = [
         "| task | success [95% CI] | planning accuracy | plans as oracle | re-plans / episode | drops / episode "
-        "| decision latency mean / p95 (s) | open loop success |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| decision latency mean / p95 (s) | skills that succeeded | open loop success |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, entry in document["tasks"].items():
         rate = rate_with_interval(entry["success_rate"], entry["ci95"])
         other = open_loop.get(name)
         loop = rate_with_interval(other["success_rate"], other["ci95"]) if other else "-"
+        skills = ", ".join(
+            f"{verb} {n['successes']}/{n['runs']}" for verb, n in entry.get("skills", {}).items()
+        )
         rows.append(
             f"| {name} | {rate} ({entry['successes']}/{entry['episodes']}) | {entry['planning_accuracy']:.0%} "
             f"| {entry['plans_as_oracle']:.0%} | {entry['replans_per_episode']:.2f} | "
             f"{entry['drops_per_episode']:.2f} | {entry['latency_s']['mean']:.2f} / {entry['latency_s']['p95']:.2f} "
-            f"| {loop} |"
+            f"| {skills} | {loop} |"
         )
     mode = "with feedback" if True in protocol["feedback"] else "open loop"
     return (
