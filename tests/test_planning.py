@@ -175,7 +175,8 @@ def test_the_config_file_composes_and_an_oracle_run_writes_the_results_document(
     assert document["protocol"]["affordance"].startswith("privileged")
     assert "StackThree" in markdown_table(document)  # the shared results shape
     report = (tmp_path / "report.md").read_text()
-    assert "| StackThree |" in report and "privileged" in report and (tmp_path / "results.json").is_file()
+    assert "| [StackThree](videos/StackThree.mp4) |" in report and "privileged" in report
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "videos" / "StackThree.mp4").is_file()
 
 
 class _SkillsByText:
@@ -211,4 +212,20 @@ def test_learned_skills_hear_each_skill_as_their_instruction_and_start_afresh():
     assert [d.skill for d in episode.decisions] == [f"pick up the {thing}", f"put the {thing} in the bin"]
     skills = task_entry([episode])["skills"]
     assert skills == {"pick up": {"runs": 1, "successes": 1}, "put": {"runs": 1, "successes": 1}}
+    env.close()
+
+
+def test_a_filmed_episode_has_a_frame_per_step_captioned_with_the_skill_under_way():
+    from policies.planning.film import Filmed
+
+    env = Filmed(sim.make("PlaceInBin", cameras=(), render_size=(64, 64)))
+    lines = []
+    episode = run_plan_episode(
+        env, OraclePlanner(), 3, narrate=lambda line: (lines.append(line), env.narrate(line))
+    )
+    assert episode.success and lines == [f"{i + 1}. {d.skill}" for i, d in enumerate(episode.decisions)]
+    assert len(env.frames) == episode.length + 1 and env.frames[0].shape == (64, 64, 3)
+    strip = slice(56, 64)  # the caption's band along the bottom edge
+    pick, place = env.frames[1][strip], env.frames[-1][strip]
+    assert not np.array_equal(pick, place), "the caption must change with the skill"
     env.close()

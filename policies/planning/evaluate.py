@@ -10,13 +10,15 @@ Skills run with their reference executors (the scripted expert on each skill's w
 trained on skill instructions (``skills=`` a checkpoint; ``policies.planning.learned``); affordances and
 success detection read the simulator's state (privileged, and named so in the results). Writes
 ``results.json`` (``policies.reports.results``'s document, with the planner's metrics in each task's entry
-and in ``planner``) and ``report.md`` under ``out``. Options: ``configs/plan_eval.yaml``.
+and in ``planner``), ``report.md`` and ``videos/<task>.mp4`` (each task's first episode, captioned with the
+skill under way) under ``out``. Options: ``configs/plan_eval.yaml``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -27,11 +29,13 @@ from tqdm import tqdm
 import sim
 from policies.loading import load_policy
 from policies.planning.faults import DropFault
+from policies.planning.film import Filmed
 from policies.planning.learned import LearnedSkills
 from policies.planning.loop import PlanEpisode, run_plan_episode
 from policies.planning.oracle import OraclePlanner
 from policies.planning.report import report_markdown, task_entry
 from policies.reports.results import results_document, summary_document, write_report
+from policies.reports.video import write_mp4
 from policies.seeds import HELDOUT, episode_seeds
 
 PLANNERS = ("saycan", "oracle")
@@ -55,6 +59,7 @@ class PlanEvalConfig:
     fault_p: float = 0.0  # probability of dropping the held object on each carry
     skills: str = SCRIPTED  # scripted | a checkpoint or vla-train run trained on skill instructions
     precision: str = "fp32"  # what a skills checkpoint computes in: fp32 | bf16
+    video: bool = True  # film each task's first episode, captioned with the skill under way
     torch_threads: int = 2
     out: str = "runs/plan-eval"
 
@@ -104,8 +109,9 @@ def evaluate(config: PlanEvalConfig, progress: bool = True) -> dict:
             entries = {}
             for task in config.task:
                 bar.set_description(f"{task} {'feedback' if feedback else 'open loop'}")
-                episodes = _run_task(task, planner, skills, seeds, feedback, config, bar)
-                entries[task] = task_entry(episodes)
+                film = config.video and feedback == config.feedback[0]  # the first mode's first episode
+                episodes, video = _run_task(task, planner, skills, seeds, feedback, config, bar, film)
+                entries[task] = task_entry(episodes, video)
             modes["feedback" if feedback else "open_loop"] = entries
     first = "feedback" if True in config.feedback else "open_loop"
     document = results_document(modes[first], _protocol(config, seeds))
@@ -126,7 +132,10 @@ def make_skills(config: PlanEvalConfig) -> LearnedSkills | None:
     return LearnedSkills(load_policy(config.skills, precision=config.precision))
 
 
-def _run_task(task: str, planner, skills, seeds: list[int], feedback: bool, config, bar) -> list[PlanEpisode]:
+def _run_task(
+    task: str, planner, skills, seeds: list[int], feedback: bool, config, bar, film: bool
+) -> tuple[list[PlanEpisode], str | None]:
+    """The task's episodes, and the path of its video under ``config.out`` (None: not filmed)."""
     if skills is None:
         env = sim.make(task, cameras=())
     else:
@@ -135,12 +144,20 @@ def _run_task(task: str, planner, skills, seeds: list[int], feedback: bool, conf
     try:
         template = env.unwrapped.task.instructions[-1] if config.instruction == "heldout" else None
         options = {"template": template} if template else None
-        episodes = []
-        for seed in seeds:
+        episodes, video = [], None
+        for i, seed in enumerate(seeds):
             faults = DropFault(config.fault_p, seed)
-            episodes.append(run_plan_episode(env, planner, seed, feedback, faults, options, skills=skills))
+            run_env = Filmed(env) if film and i == 0 else env
+            narrate = run_env.narrate if run_env is not env else None
+            episode = run_plan_episode(
+                run_env, planner, seed, feedback, faults, options, skills=skills, narrate=narrate
+            )
+            episodes.append(episode)
+            if run_env is not env:
+                video = f"videos/{task}.mp4"
+                write_mp4(Path(config.out) / video, run_env.frames, run_env.fps)
             bar.update(1)
-        return episodes
+        return episodes, video
     finally:
         env.close()
 

@@ -70,11 +70,13 @@ def run_plan_episode(
     instruction: str | None = None,
     max_decisions: int = MAX_DECISIONS,
     skills=None,
+    narrate=None,
 ) -> PlanEpisode:
     """One episode of ``env`` (reset with ``seed`` and ``options``) under ``planner``. ``skills``: what
     executes each skill (``make_executor(env, skill)``, e.g. ``LearnedSkills``); None: the skills' reference
     executors. ``faults``: drops mid-carry (none by default). ``instruction``: what the planner is asked
-    instead of the episode's own instruction (success is still the task's)."""
+    instead of the episode's own instruction (success is still the task's). ``narrate(line)``: told each
+    decision as it is made (``"2. put the red cube in the bin"``), e.g. ``Filmed.narrate`` for captions."""
     obs, info = env.reset(seed=seed, options=options)
     task, world = env.unwrapped.task, env.unwrapped.world
     instruction = info["instruction"] if instruction is None else instruction
@@ -96,6 +98,8 @@ def run_plan_episode(
         right = {s.text for s in next_options(task, observe(task, world))}
         record = DecisionRecord(decision.text, decision.text in right, decision.latency_s, decision.cpu_s)
         episode.decisions.append(record)
+        if narrate is not None:
+            narrate(f"{len(episode.decisions)}. {decision.text}")
         if decision.text == DONE:
             episode.outcome = PLANNER_DONE
             break

@@ -25,13 +25,13 @@ from policies.reports.results import rate_with_interval, task_summary
 from policies.rollout import EpisodeResult
 
 
-def task_entry(episodes: list[PlanEpisode]) -> dict:
+def task_entry(episodes: list[PlanEpisode], video: str | None = None) -> dict:
     results = [EpisodeResult(e.task, e.seed, e.instruction, e.success, e.length) for e in episodes]
     decisions = [d for e in episodes for d in e.decisions]
     latency = np.array([d.latency_s for d in decisions]) if decisions else np.zeros(1)
     cpu = np.array([d.cpu_s for d in decisions]) if decisions else np.zeros(1)
     return {
-        **task_summary(results, None),
+        **task_summary(results, video),
         "planning_accuracy": sum(d.correct for d in decisions) / max(len(decisions), 1),
         "plans_as_oracle": float(np.mean([all(d.correct for d in e.decisions) for e in episodes])),
         "decisions_per_episode": len(decisions) / len(episodes),
@@ -90,8 +90,9 @@ def report_markdown(document: dict) -> str:
         skills = ", ".join(
             f"{verb} {n['successes']}/{n['runs']}" for verb, n in entry.get("skills", {}).items()
         )
+        title = f"[{name}]({entry['video']})" if entry.get("video") else name
         rows.append(
-            f"| {name} | {rate} ({entry['successes']}/{entry['episodes']}) | {entry['planning_accuracy']:.0%} "
+            f"| {title} | {rate} ({entry['successes']}/{entry['episodes']}) | {entry['planning_accuracy']:.0%} "
             f"| {entry['plans_as_oracle']:.0%} | {entry['replans_per_episode']:.2f} | "
             f"{entry['drops_per_episode']:.2f} | {entry['latency_s']['mean']:.2f} / {entry['latency_s']['p95']:.2f} "
             f"| {skills} | {loop} |"
