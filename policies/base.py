@@ -5,6 +5,8 @@ float32 (S,), "instruction": str}``) with a chunk of actions::
 
     policy.reset()                      # at the start of every episode
     out = policy.infer(obs)             # {"actions": float32 (K, D), ...}: K actions, executed in order
+                                        # "done": float, optional: the probability that the instruction
+                                        # is done once this step's action is applied (a skill's end)
 
 A policy that also has ``infer_batch(list_of_obs) -> list_of_outputs`` declares that it keeps no state
 between calls: the observations of a batch come from independent environments, in any mix of episodes.
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 ACTIONS = "actions"  # the output key: float32 (K, D), K >= 1
+DONE = "done"  # an optional output key: float in [0, 1] (a model with a termination head, model.done_loss)
 
 
 class Policy(Protocol):

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from policies.base import ACTIONS
+from policies.base import ACTIONS, DONE
 from sim.contract import OBS_IMAGES, OBS_INSTRUCTION, OBS_STATE
 from vla.data.transforms import to_chw
 from vla.model.io import resolve_checkpoint
@@ -87,8 +87,14 @@ class VLAPolicy:
         batch = self.batch(observations)
         bf16 = self.precision == "bf16"
         with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            actions = self.model.predict(batch).astype(np.float32)  # (B, K, D), un-normalized
-        return [{ACTIONS: chunk} for chunk in actions]
+            if self.model.done_head is None:
+                actions = self.model.predict(batch).astype(np.float32)  # (B, K, D), un-normalized
+                return [{ACTIONS: chunk} for chunk in actions]
+            actions, done = self.model.predict(batch, with_done=True)  # (B, K, D), (B,)
+        return [
+            {ACTIONS: chunk.astype(np.float32), DONE: float(p)}
+            for chunk, p in zip(actions, done, strict=True)
+        ]
 
     def batch(self, observations: Sequence[dict]) -> dict:
         """The model's input batch: ``{"images": {slot: uint8 (B, 3, H, W)}, "state": (B, S), "instruction"}``."""

@@ -183,21 +183,28 @@ class _SkillsByText:
     """A stand-in for a VLA trained on skill labels: it acts by the instruction it is given, through the
     reference executor of the skill of that command, and remembers what it was told."""
 
-    def __init__(self, env):
+    def __init__(self, env, says_done=None):
         self.env, self.heard, self.resets, self._expert = env, [], 0, None
+        self.says_done = says_done  # (skill, world) -> float: a termination head's output, or None: no head
 
     def reset(self):
         self.resets, self._expert = self.resets + 1, None
 
     def infer(self, obs):
-        text = obs["instruction"]
+        text, world = obs["instruction"], self.env.unwrapped.world
         if self._expert is None:
             self.heard.append(text)
-            task, world = self.env.unwrapped.task, self.env.unwrapped.world
+            task = self.env.unwrapped.task
             state = observe(task, world)  # a command names one skill among those the scene allows
             library = {skill.command: skill for skill in skill_library(task) if skill.feasible(state)}
-            self._expert = executor(self.env, library[text])
-        return self._expert.infer(obs)
+            self._skill = library[text]
+            self._skill.begin(world)
+            self._expert = executor(self.env, self._skill)
+        out = self._expert.infer(obs)
+        if self.says_done is None:
+            return out
+        # What a head would say, judged on the state before the action: a step late, as a head never is.
+        return {**out, "done": self.says_done(self._skill, world, out["actions"][0])}
 
 
 def test_learned_skills_hear_each_skill_as_their_instruction_and_start_afresh():
@@ -228,4 +235,25 @@ def test_a_filmed_episode_has_a_frame_per_step_captioned_with_the_skill_under_wa
     strip = slice(56, 64)  # the caption's band along the bottom edge
     pick, place = env.frames[1][strip], env.frames[-1][strip]
     assert not np.array_equal(pick, place), "the caption must change with the skill"
+    env.close()
+
+
+def test_a_learned_termination_ends_each_skill_and_the_signal_only_judges_it():
+    from policies.planning.learned import LearnedSkills
+
+    env = sim.make("PlaceInBin", cameras=())
+    # A head that says "done" once the skill's signal holds: the skills end on it, one step later each.
+    late = _SkillsByText(env, says_done=lambda skill, world, action: float(skill.done(world)))
+    episode = run_plan_episode(env, OraclePlanner(), 3, skills=LearnedSkills(late, "learned"))
+    assert episode.success and [d.success for d in episode.decisions] == [True, True]
+    signal = run_plan_episode(env, OraclePlanner(), 3, skills=LearnedSkills(_SkillsByText(env)))
+    assert episode.decisions[0].steps == signal.decisions[0].steps + 1
+    # A head that always says "done" stops every skill after one step, and the signal calls each a failure.
+    eager = _SkillsByText(env, says_done=lambda skill, world, action: 1.0)
+    episode = run_plan_episode(env, OraclePlanner(), 3, skills=LearnedSkills(eager, "learned"))
+    assert not episode.success and all(d.success is False and d.steps == 1 for d in episode.decisions)
+    with pytest.raises(ValueError, match=r"model\.done_loss"):
+        run_plan_episode(env, OraclePlanner(), 3, skills=LearnedSkills(_SkillsByText(env), "learned"))
+    with pytest.raises(ValueError, match="termination must be one of"):
+        LearnedSkills(late, "sometimes")
     env.close()

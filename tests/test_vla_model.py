@@ -332,3 +332,29 @@ def test_the_goal_head_also_predicts_the_state_at_the_next_gripper_switch(datase
         vla.loss({k: v for k, v in batch.items() if k != "switch_state"})
     with pytest.raises(ValueError, match="goal_switch"):
         small_config(goal_switch=True)  # without goal_loss it has no head to extend
+
+
+def test_the_termination_head_learns_which_frame_ends_its_instruction(dataset, batch):
+    """done_loss: a head says whether a frame is the last of its instruction (a skill's end, with skill
+    labels); the policy's output then carries its probability."""
+    assert batch["instruction_done"].tolist() == [False] * 5 + [True, False, False]  # episode 0 has 6 frames
+    with pytest.raises(ValueError, match="no termination head"):
+        model_for(dataset).predict(batch, with_done=True)
+    stats = dataset.stats["observation.state"]  # the fake frames look alike: spread the states apart
+    q01, q99 = (torch.as_tensor(stats[q], dtype=torch.float32) for q in ("q01", "q99"))
+    batch["state"] = q01 + torch.linspace(0, 1, len(batch["state"]))[:, None] * (q99 - q01)
+    vla = model_for(dataset, done_loss=1.0)
+    optimizer = torch.optim.AdamW([p for p in vla.parameters() if p.requires_grad], lr=2e-3)
+    for _ in range(60):
+        out = vla.loss(batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    actions, done = vla.predict(batch, with_done=True)
+    assert actions.shape == vla.predict(batch).shape and done.shape == (8,)
+    assert done[5] > 0.5 and (np.delete(done, 5) < 0.5).all(), done
+    assert out["done_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="instruction_done"):
+        vla.loss({k: v for k, v in batch.items() if k != "instruction_done"})
+    with pytest.raises(ValueError, match="done_loss"):
+        small_config(done_loss=-1.0)

@@ -30,7 +30,7 @@ import sim
 from policies.loading import load_policy
 from policies.planning.faults import DropFault
 from policies.planning.film import Filmed
-from policies.planning.learned import LearnedSkills
+from policies.planning.learned import LEARNED, TERMINATIONS, LearnedSkills
 from policies.planning.loop import PlanEpisode, run_plan_episode
 from policies.planning.oracle import OraclePlanner
 from policies.planning.report import report_markdown, task_entry
@@ -59,6 +59,8 @@ class PlanEvalConfig:
     fault_p: float = 0.0  # probability of dropping the held object on each carry
     skills: str = SCRIPTED  # scripted | a checkpoint or vla-train run trained on skill instructions
     precision: str = "fp32"  # what a skills checkpoint computes in: fp32 | bf16
+    termination: str = "signal"  # signal: each skill's termination signal (privileged) | learned: the skills
+    # checkpoint's termination head (model.done_loss) ends each skill, the signal only judges success
     video: bool = True  # film each task's first episode, captioned with the skill under way
     torch_threads: int = 2
     out: str = "runs/plan-eval"
@@ -73,6 +75,12 @@ class PlanEvalConfig:
         if not modes or any(not isinstance(m, bool) for m in modes) or len(set(modes)) != len(modes):
             raise ValueError(f"feedback must be true, false or [true, false], got {self.feedback!r}")
         self.feedback = modes
+        if self.termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {TERMINATIONS}, got {self.termination!r}")
+        if self.termination == LEARNED and self.skills == SCRIPTED:
+            raise ValueError(
+                "termination=learned needs skills= a checkpoint (the scripted skills have no head)"
+            )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if not 0.0 <= self.fault_p <= 1.0:
@@ -129,7 +137,7 @@ def make_skills(config: PlanEvalConfig) -> LearnedSkills | None:
     import torch
 
     torch.set_num_threads(config.torch_threads)
-    return LearnedSkills(load_policy(config.skills, precision=config.precision))
+    return LearnedSkills(load_policy(config.skills, precision=config.precision), config.termination)
 
 
 def _run_task(
@@ -170,6 +178,11 @@ def _protocol(config: PlanEvalConfig, seeds: list[int]) -> dict:
         "language_model": config.llm if config.planner == "saycan" else None,
         "affordance": AFFORDANCE,
         "success_detector": DETECTOR,
+        "termination": (
+            "learned: the skills checkpoint's termination head (p > 0.5)"
+            if config.termination == LEARNED
+            else "privileged: each skill's termination signal"
+        ),
         "skill_executor": (
             "scripted expert on each skill's waypoints (sim.skills.executor)"
             if config.skills == SCRIPTED

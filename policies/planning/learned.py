@@ -7,32 +7,51 @@ A skill's executor asks the policy for an action with the skill's command as the
 (``"pick up the red cube"``, ``"put it on the blue cube"``: ``sim.skills.Skill.command``), the words the
 policy was trained on when its recording was relabelled (``policies.recording.relabel.write_skill_dataset``). The policy is reset at each skill's start and re-asked
 every step (its first action is applied: ``chunk_size`` 1, or the first action of a chunk). The skill ends
-as any skill does (``sim.skills.execute``): its termination signal, its step limit or the episode's end; a
-learned policy has no plan that runs out.
+at its termination signal (privileged), or, with ``termination="learned"``, when the policy's termination
+head says it is done (the signal then only judges whether it worked: the success detector); or at its step
+limit or the episode's end.
 """
 
 from __future__ import annotations
 
+from policies.base import DONE
 from sim.contract import OBS_INSTRUCTION
+
+SIGNAL, LEARNED = "signal", "learned"
+TERMINATIONS = (SIGNAL, LEARNED)
 
 
 class LearnedSkills:
-    """``make_executor`` for ``run_skill``: each skill executed by ``policy`` (``reset()``, ``infer(obs)``)."""
+    """``make_executor`` for ``run_skill``: each skill executed by ``policy`` (``reset()``, ``infer(obs)``).
 
-    def __init__(self, policy):
-        self.policy = policy
+    ``termination``: ``"signal"``, the skill's termination signal on the simulator's state ends it
+    (privileged); ``"learned"``, the policy's own termination head does (its output's ``"done"``
+    probability above ``threshold`` after a step: a checkpoint trained with ``model.done_loss``)."""
+
+    def __init__(self, policy, termination: str = SIGNAL, threshold: float = 0.5):
+        if termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
+        self.policy, self.termination, self.threshold = policy, termination, threshold
 
     def __call__(self, env, skill) -> _SkillExecutor:
         self.policy.reset()
-        return _SkillExecutor(self.policy, skill.command)
+        return _SkillExecutor(self, skill.command)
 
 
 class _SkillExecutor:
-    def __init__(self, policy, text: str):
-        self.policy, self.text = policy, text
+    def __init__(self, skills: LearnedSkills, command: str):
+        self.skills, self.command, self.done = skills, command, False
 
     def infer(self, obs: dict) -> dict:
-        return self.policy.infer({**obs, OBS_INSTRUCTION: self.text})
+        out = self.skills.policy.infer({**obs, OBS_INSTRUCTION: self.command})
+        if self.skills.termination == LEARNED:
+            if DONE not in out:
+                raise ValueError(
+                    "termination=learned needs a policy that says when a skill is done (its output's "
+                    f"'{DONE}': a checkpoint trained with model.done_loss > 0); this one answers {sorted(out)}"
+                )
+            self.done = float(out[DONE]) > self.skills.threshold
+        return out
 
     def plan_complete(self) -> bool:
-        return False  # nothing but the termination signal, the step limit or the episode's end stops it
+        return self.done  # the learned termination after the step just taken (never, with the signal)

@@ -104,7 +104,10 @@ def run_plan_episode(
             episode.outcome = PLANNER_DONE
             break
         skill = library[decision.text]
-        run = run_skill(env, skill, obs, tamper=faults.tamper(skill), make_executor=skills)
+        stop = skills is None or skills.termination == "signal"  # else the policy's own head ends a skill
+        run = run_skill(
+            env, skill, obs, tamper=faults.tamper(skill), make_executor=skills, stop_on_signal=stop
+        )
         obs, episode.length = run.obs, episode.length + run.steps
         record.success, record.ending, record.steps = bool(run.success), run.ending, run.steps
         if feedback:

@@ -41,17 +41,21 @@ def run_skill(
     seed=None,
     tamper: Callable[[int, np.ndarray], np.ndarray] | None = None,
     make_executor: Callable | None = None,
+    stop_on_signal: bool = True,
 ) -> SkillRun:
-    """Execute ``skill`` from observation ``obs`` on ``env`` (an episode in progress)."""
+    """Execute ``skill`` from observation ``obs`` on ``env`` (an episode in progress). ``stop_on_signal``:
+    the termination signal ends the skill; False: only the executor's own end (a learned termination, its
+    ``plan_complete``), the step limit or the episode's end do, and the signal then judges success."""
     world = env.unwrapped.world
     expert = executor(env, skill, noise, seed) if make_executor is None else make_executor(env, skill)
     skill.begin(world)
     info: dict = {}
     for step in range(skill.max_steps):
-        if skill.done(world):
+        if stop_on_signal and skill.done(world):
             return SkillRun(skill, True, DONE, step, obs, False, info)
         if step > 0 and expert.plan_complete():
-            return SkillRun(skill, False, PLAN_ENDED, step, obs, False, info)
+            success = skill.done(world)
+            return SkillRun(skill, success, DONE if success else PLAN_ENDED, step, obs, False, info)
         action = expert.infer(obs)["actions"][0]
         if tamper is not None:
             action = tamper(step, action)

@@ -9,6 +9,8 @@ A sample, for frame t of an episode (K = ``chunk_size``, h = ``history``)::
                   labels (policies/recording/relabel.py); a target for auxiliary losses, never a model input
     switch_state  float32 (S,), the state at the next frame at or after t whose gripper label switches (the
                   grasp, the release; vla/data/gripper.py), else at the last frame: the current phase's target
+    instruction_done  bool, whether t is the last frame of its instruction (its action finishes the skill,
+                  or the episode): a termination target
     history_mask  bool (h+1,), only when h > 0: False for frames before the episode start
     instruction   str, the task of frame t (its task_index in meta/tasks.parquet)
     actions       float32 (K, A), the actions of frames t .. t+K-1
@@ -51,6 +53,7 @@ IMAGES = "images"
 STATE_KEY = "state"
 GOAL_STATE = "goal_state"
 SWITCH_STATE = "switch_state"
+INSTRUCTION_DONE = "instruction_done"
 TRUNK_MAPS = "trunk_maps"
 HISTORY_MASK = "history_mask"
 INSTRUCTION = "instruction"
@@ -259,6 +262,7 @@ class VLADataset(Dataset):
             STATE_KEY: state if self.history else state[0],
             GOAL_STATE: torch.from_numpy(table.state[self.instruction_end[t]].copy()),
             SWITCH_STATE: torch.from_numpy(table.state[self.next_switch[t]].copy()),
+            INSTRUCTION_DONE: bool(self.instruction_end[t] == t),
             INSTRUCTION: self.meta.tasks[table.task_index[t]],
             ACTIONS: torch.from_numpy(table.action[action_rows]),
             ACTION_MASK: torch.from_numpy(ahead <= table.last[t]),

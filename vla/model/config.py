@@ -178,6 +178,10 @@ class ModelConfig:
     # With goal_loss: the goal head also predicts the state at the next frame whose gripper label switches (the
     # grasp before the carry, the release before the retreat), so the pick is localised before the place.
     goal_switch: bool = False
+    # The weight of a termination loss: a head on the image tokens, the state token and the instruction says
+    # whether the frame is the last of its instruction (trained on skill-labelled recordings, it says when a
+    # skill is done, as RT-1's terminate action does). 0: no head. The policy's output then carries "done".
+    done_loss: float = 0.0
     # The text the LLM reads; a byte-level tokenizer pays a token per character, so the tiny model uses
     # the bare instruction.
     prompt: str = "What action should the robot take to {instruction}?"
@@ -220,6 +224,8 @@ class ModelConfig:
             raise ValueError(
                 f"infer_actions must be in [0, chunk_size {self.chunk_size}] (0: all), got {self.infer_actions}"
             )
+        if self.done_loss < 0:
+            raise ValueError(f"done_loss must be >= 0 (a loss weight), got {self.done_loss}")
         if self.goal_switch and self.goal_loss == 0:
             raise ValueError("goal_switch adds a target to the goal head: it needs goal_loss > 0")
         _check_prompt(self.prompt)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vla.data.dataset import GOAL_STATE, SWITCH_STATE, TRUNK_MAPS
+from vla.data.dataset import GOAL_STATE, INSTRUCTION_DONE, SWITCH_STATE, TRUNK_MAPS
 from vla.model.backbone import Backbone, build_backbone
 from vla.model.config import ModelConfig
 from vla.model.connector import build_connector
@@ -81,6 +80,9 @@ class VLA(nn.Module):
             tokens = len(config.cameras) * self.connector.tokens_per_camera
             targets = 2 if config.goal_switch else 1  # the end state, and the state at the next switch
             self.goal_head = GoalHead(tokens, hidden, targets * config.state_dim)
+        self.done_head = None
+        if config.done_loss > 0:  # the image tokens and the state token, with the instruction -> one logit
+            self.done_head = GoalHead(len(config.cameras) * self.connector.tokens_per_camera + 1, hidden, 1)
         self.llm = self._adapt_llm(self.backbone.model, config)
         if config.decoding == "parallel":  # one learned placeholder per action token, (K*D, H)
             scale = self.llm.get_input_embeddings().weight.detach().float().std().item()
@@ -147,7 +149,7 @@ class VLA(nn.Module):
         )
         if instruction is None:
             instruction = pool_prompt(text, prompt_mask)
-        parts = {"images": image_tokens, "instruction": instruction}
+        parts = {"images": image_tokens, "state": state_token, "instruction": instruction}
         return embeds, torch.cat([ones, prompt_mask], dim=1), parts
 
     def _pictures(self, batch: dict) -> tuple[torch.Tensor | None, TrunkMaps | None]:
@@ -181,8 +183,22 @@ class VLA(nn.Module):
         metrics = {"loss": loss, "token_accuracy": accuracy, "l1": l1}
         if self.goal_head is not None:
             goal_mse, metrics["goal_l1"] = self._goal_loss(parts, batch)
-            metrics["loss"] = loss + self.config.goal_loss * goal_mse
+            metrics["loss"] = metrics["loss"] + self.config.goal_loss * goal_mse
+        if self.done_head is not None:
+            if INSTRUCTION_DONE not in batch:
+                raise ValueError(f"model.done_loss is on but the batch has no '{INSTRUCTION_DONE}'")
+            logit = self._done_logit(parts)  # (B,)
+            target = batch[INSTRUCTION_DONE].to(self.device).float()
+            metrics["loss"] = metrics["loss"] + self.config.done_loss * F.binary_cross_entropy_with_logits(
+                logit, target
+            )
+            metrics["done_accuracy"] = ((logit > 0) == target.bool()).float().mean().detach()
         return metrics
+
+    def _done_logit(self, parts: dict) -> torch.Tensor:
+        """(B,) the termination head's logit: is this frame the last of its instruction?"""
+        tokens = torch.cat([parts["images"], parts["state"].to(parts["images"].dtype)], dim=1)
+        return self.done_head(tokens, parts["instruction"])[:, 0]
 
     def _training_logits(
         self, embeds: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
@@ -240,20 +256,25 @@ class VLA(nn.Module):
         return (centres + 1) / 2 * (self.action_q99 - self.action_q01) + self.action_q01
 
     @torch.no_grad()
-    def predict(self, batch: dict) -> np.ndarray:
+    def predict(self, batch: dict, with_done: bool = False):
         """(B, n, D) float32 actions, the chunk's first n = ``inferred_actions``: greedy, constrained to action
-        tokens (``decoding``: one token at a time with a KV cache, or all in one pass)."""
+        tokens (``decoding``: one token at a time with a KV cache, or all in one pass). ``with_done``: also
+        the termination head's (B,) probabilities, as ``(actions, done)`` (an error without the head)."""
+        if with_done and self.done_head is None:
+            raise ValueError("this model has no termination head (train it with model.done_loss > 0)")
         was_training = self.training
         self.eval()
         try:
-            embeds, mask, _ = self._prefix(batch)
+            embeds, mask, parts = self._prefix(batch)
             if self.config.decoding == "parallel":
                 bins = self._decode_parallel(embeds, mask)
             else:
                 bins = self._decode_autoregressive(embeds, mask)
+            done = torch.sigmoid(self._done_logit(parts).float()).cpu().numpy() if with_done else None
         finally:
             self.train(was_training)
-        return self.processor.decode(self.action_ids[bins].cpu().numpy())
+        actions = self.processor.decode(self.action_ids[bins].cpu().numpy())
+        return (actions, done) if with_done else actions
 
     def _decode_parallel(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, P, H) prefix -> (B, K*D) bins, from one pass over the prefix and the placeholders."""
