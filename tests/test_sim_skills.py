@@ -161,7 +161,7 @@ def test_skill_labels_follow_the_expert_through_its_skills():
         obs, _, terminated, truncated, info = env.step(expert.infer(obs)["actions"][0])
         done = terminated or truncated
     assert info["success"]
-    pick, place = f"pick up the {color} cube", "put it in the bin"  # the held cube goes unnamed
+    pick, place = f"pick up the {color} cube", f"put the {color} cube in the bin"
     switch = labels.index(place)
     assert labels[:switch] == [pick] * switch and labels[switch:] == [place] * (len(labels) - switch)
     assert 5 < switch < len(labels) - 3

@@ -186,7 +186,7 @@ def _protocol(config: PlanEvalConfig, seeds: list[int]) -> dict:
         "skill_executor": (
             "scripted expert on each skill's waypoints (sim.skills.executor)"
             if config.skills == SCRIPTED
-            else f"learned: {config.skills} ({config.precision}), told each skill's command"
+            else f"learned: {config.skills} ({config.precision}), the skill's text as its instruction"
         ),
         "instruction": config.instruction,
         "feedback": config.feedback,

@@ -3,9 +3,9 @@
     skills = LearnedSkills(load_policy("runs/skills/train"))
     run_plan_episode(env, OraclePlanner(), seed, skills=skills)
 
-A skill's executor asks the policy for an action with the skill's command as the observation's instruction
-(``"pick up the red cube"``, ``"put it on the blue cube"``: ``sim.skills.Skill.command``), the words the
-policy was trained on when its recording was relabelled (``policies.recording.relabel.write_skill_dataset``). The policy is reset at each skill's start and re-asked
+A skill's executor asks the policy for an action with the skill's text as the observation's instruction
+(``"pick up the red cube"``), the words the policy was trained on when its recording was relabelled
+(``policies.recording.relabel.write_skill_dataset``). The policy is reset at each skill's start and re-asked
 every step (its first action is applied: ``chunk_size`` 1, or the first action of a chunk). The skill ends
 at its termination signal (privileged), or, with ``termination="learned"``, when the policy's termination
 head says it is done (the signal then only judges whether it worked: the success detector); or at its step
@@ -35,15 +35,15 @@ class LearnedSkills:
 
     def __call__(self, env, skill) -> _SkillExecutor:
         self.policy.reset()
-        return _SkillExecutor(self, skill.command)
+        return _SkillExecutor(self, skill.text)
 
 
 class _SkillExecutor:
-    def __init__(self, skills: LearnedSkills, command: str):
-        self.skills, self.command, self.done = skills, command, False
+    def __init__(self, skills: LearnedSkills, text: str):
+        self.skills, self.text, self.done = skills, text, False
 
     def infer(self, obs: dict) -> dict:
-        out = self.skills.policy.infer({**obs, OBS_INSTRUCTION: self.command})
+        out = self.skills.policy.infer({**obs, OBS_INSTRUCTION: self.text})
         if self.skills.termination == LEARNED:
             if DONE not in out:
                 raise ValueError(

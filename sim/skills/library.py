@@ -39,14 +39,7 @@ class Skill(ABC):
     @property
     @abstractmethod
     def text(self) -> str:
-        """The skill in words, as a planner scores it: every object it involves named."""
-
-    @property
-    def command(self) -> str:
-        """What a policy executing the skill is told, and what labels its frames in a demonstration: the
-        text, except where the scene already shows a part of it: a place names only where the held thing
-        goes, so every command names the one object the policy must find, as a pick's does."""
-        return self.text
+        """The skill in words, as a planner scores it and a sub-instruction labels frames."""
 
     @abstractmethod
     def plan(self, world: World) -> list[PlanStep]: ...
@@ -127,10 +120,6 @@ class PutInBin(_Place):
     def text(self) -> str:
         return f"put the {self.thing.name} in the {self.bin.name}"
 
-    @property
-    def command(self) -> str:
-        return f"put it in the {self.bin.name}"
-
     def release_z(self, world: World) -> float:
         return BIN_RELEASE_Z
 
@@ -158,10 +147,6 @@ class PutOn(_Place):
     @property
     def text(self) -> str:
         return f"put the {self.thing.name} on the {self.support.name}"
-
-    @property
-    def command(self) -> str:
-        return f"put it on the {self.support.name}"
 
     def release_z(self, world: World) -> float:
         if self.support.kind == "target":

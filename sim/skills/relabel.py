@@ -1,7 +1,6 @@
 """Skill labels for the frames of a demonstration: which skill the expert is executing at each frame.
 
-Every frame gets the command of the skill under way (``"pick up the red cube"``, ``"put it in the bin"``:
-``Skill.command``, the words a policy executing it is told), so a task's
+Every frame gets the sub-instruction of the skill under way (``"pick up the red cube"``), so a task's
 demonstration becomes demonstrations of its skills: the pick phase of PickUp, PlaceInBin, PlaceOnTarget
 and Stack is one skill learned from all four. The skills are the oracle decomposition of the episode's
 first frame; the label moves on to the next skill at the frame where the current one's termination signal
@@ -38,4 +37,4 @@ class SkillLabeller:
             self._index += 1
             if self._index < len(self._skills):
                 self._skills[self._index].begin(world)
-        return self._skills[self._index].command if self._index < len(self._skills) else DONE
+        return self._skills[self._index].text if self._index < len(self._skills) else DONE

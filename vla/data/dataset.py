@@ -63,15 +63,6 @@ EPISODE = "episode_index"
 FRAME = "frame_index"
 
 
-def instruction_offsets(table: FrameTable) -> np.ndarray:
-    """(N,) int64: for each row, the frames since its run of one task_index started within its episode (the
-    frame index when the episode has one instruction)."""
-    rows = np.arange(len(table.first), dtype=np.int64)
-    starts = rows == table.first
-    starts[1:] |= table.task_index[1:] != table.task_index[:-1]
-    return rows - np.maximum.accumulate(np.where(starts, rows, 0))
-
-
 def instruction_end_rows(table: FrameTable) -> np.ndarray:
     """(N,) int64: for each row, the last row of its run of one task_index within its episode."""
     rows = np.arange(len(table.last), dtype=np.int64)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vla.data.dataset import VLADataset, collate, instruction_offsets, stored_size
+from vla.data.dataset import VLADataset, collate, stored_size
 from vla.data.gripper import GRIPPER, gripper_column, gripper_switches
 from vla.data.layout import ACTION, INFO_PATH, STATE, DatasetError, camera_of, image_key
 from vla.data.meta import DatasetMeta
@@ -72,8 +72,8 @@ def make_datasets(
     early_repeat: int = 1,
     switch_repeat: int = 1,
 ) -> tuple[VLADataset, VLADataset | None]:
-    """(train, validation) datasets; the train set visits the first ``early_frames`` frames of each
-    instruction (each episode's, or each skill's when the frames carry skill labels) ``early_repeat`` times, and each frame where the gripper label switches ``switch_repeat`` times
+    """(train, validation) datasets; the train set visits each episode's first ``early_frames`` frames
+    ``early_repeat`` times, and each frame where the gripper label switches ``switch_repeat`` times
     (validation stays one visit per frame, so its loss is comparable)."""
     train_episodes, val_episodes = split_episodes(meta.total_episodes, val_fraction)
     options = {
@@ -85,7 +85,7 @@ def make_datasets(
     train = VLADataset(root, episodes=train_episodes, **options)
     extra = []
     if early_frames and early_repeat > 1:
-        early = train.rows[instruction_offsets(train.table)[train.rows] < early_frames]
+        early = train.rows[train.table.frame_index[train.rows] < early_frames]
         extra += [early] * (early_repeat - 1)
     if switch_repeat > 1:
         column = gripper_column(meta)
