@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from policies.planning.faults import DropFault
+from policies.planning.learned import SIGNAL
 from policies.planning.planner import ungrounded
 from policies.planning.prompt import DONE
 from sim.skills import describe, next_options, observe, skill_library
@@ -104,7 +105,7 @@ def run_plan_episode(
             episode.outcome = PLANNER_DONE
             break
         skill = library[decision.text]
-        stop = skills is None or skills.termination == "signal"  # else the policy's own head ends a skill
+        stop = skills is None or skills.termination == SIGNAL  # else the policy's own head ends a skill
         run = run_skill(
             env, skill, obs, tamper=faults.tamper(skill), make_executor=skills, stop_on_signal=stop
         )
