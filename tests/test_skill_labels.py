@@ -80,3 +80,14 @@ def test_a_skill_labelled_copy_trains_each_frame_on_its_skill_and_leaves_the_sou
     assert not (out / SETTINGS_PATH).exists(), "vla-record must not top up a relabelled copy"
     with pytest.raises(FileExistsError, match="exists"):
         write_skill_dataset(demos, out, progress=False)
+
+
+def test_the_command_line_writes_the_copy_and_says_why_not_in_one_line(demos, tmp_path, capsys):
+    from policies.recording.relabel import main
+
+    main([f"dataset={demos}", f"out={tmp_path / 'copy'}"])
+    assert "skill instructions" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([f"dataset={demos}", f"out={tmp_path / 'copy'}"])
+    error = capsys.readouterr().err.strip()
+    assert "exists" in error and len(error.splitlines()) == 1

@@ -2,7 +2,7 @@
 
     from policies.recording.relabel import skill_labels
     skill_labels("data/demos", 3)   # ["pick up the red cube", ..., "put the red cube in the bin", ...]
-    vla-skill-labels runs/demo/data runs/skills/data   # a copy whose frames train on their skills
+    vla-skill-labels dataset=runs/demo/data out=runs/skills/data   # a copy whose frames train on skills
 
 A ``vla-record`` episode is a function of its task, scene seed, goal rotation and the recording's settings
 (``meta/recording.json``), so it replays exactly: the replay steps the same expert from the same state and
@@ -14,17 +14,18 @@ place skill each, and their pick-up frames teach the same skill as PickUp's.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hydra.core.config_store import ConfigStore
 from tqdm import tqdm
 
-from policies import suites
+from policies import cli, suites
 from policies.recording.app import goals_per_scene, job_of
 from policies.recording.settings import SETTINGS_PATH, load_settings
 from policies.recording.worker import episode_setup
@@ -160,13 +161,21 @@ def _replay(meta, table, stored: dict, episode: int) -> list[str]:
     return labels
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``vla-skill-labels ROOT OUT``: write the skill-labelled copy of a ``vla-record`` dataset."""
-    parser = argparse.ArgumentParser(
-        prog="vla-skill-labels", description=write_skill_dataset.__doc__.split("\n")[0]
-    )
-    parser.add_argument("root", help="a vla-record dataset (its meta/recording.json replays the episodes)")
-    parser.add_argument("out", help="a new folder for the copy")
-    args = parser.parse_args(argv)
-    out = write_skill_dataset(args.root, args.out)
+@dataclass
+class SkillLabelsConfig:
+    dataset: str = "data/demos"  # a vla-record dataset (its meta/recording.json replays the episodes)
+    out: str = "data/demos-skills"  # a new folder for the skill-labelled copy
+
+
+ConfigStore.instance().store(name="skill_labels_schema", node=SkillLabelsConfig)
+
+
+@cli.app("vla-skill-labels", "skill_labels")
+def main(config: SkillLabelsConfig) -> None:
+    """``vla-skill-labels dataset=ROOT out=OUT``: write the skill-labelled copy of a ``vla-record`` dataset."""
+    out = write_skill_dataset(config.dataset, config.out)
     print(f"wrote {out}: {len(load_meta(out).tasks)} skill instructions")
+
+
+if __name__ == "__main__":
+    main()
