@@ -67,14 +67,16 @@ def write_skill_dataset(root: str | Path, out: str | Path, progress: bool = True
         for episode in tqdm(range(meta.total_episodes), desc="skill labels", disable=not progress)
     ]
     tasks = list(dict.fromkeys(text for episode in labels for text in episode))
-    task_index = np.array([tasks.index(text) for episode in labels for text in episode], np.int64)  # (N,)
+    number = {text: i for i, text in enumerate(tasks)}
+    indices = [np.array([number[text] for text in episode], np.int64) for episode in labels]  # (T_e,) each
+    task_index = np.concatenate(indices)  # (N,)
     shutil.copytree(meta.root, out, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
     (out / SETTINGS_PATH).unlink()
     for path in sorted((out / "data").rglob("*.parquet")):
         frames = pq.read_table(path)
         rows = frames.column("index").to_numpy()
-        _replace(path, frames, TASK_INDEX, pa.array(task_index[rows], pa.int64()))
-    _rewrite_episodes(out, labels, tasks)
+        write_parquet_atomic(path, _with_column(frames, TASK_INDEX, pa.array(task_index[rows], pa.int64())))
+    _rewrite_episodes(out, labels, indices)
     write_parquet_atomic(out / TASKS_PATH, tasks_table(tasks))
     stats = read_json(out / STATS_PATH)
     stats[TASK_INDEX] = stats_to_json({TASK_INDEX: feature_stats(task_index[:, None].astype(np.float64))})[
@@ -97,32 +99,24 @@ def _continued(labels: list[str]) -> list[str]:
     return kept
 
 
-def _rewrite_episodes(out: Path, labels: list[list[str]], tasks: list[str]) -> None:
+def _rewrite_episodes(out: Path, labels: list[list[str]], indices: list[np.ndarray]) -> None:
     """meta/episodes: each row's ``tasks`` and ``stats/task_index/*`` for its new labels."""
     for path in sorted((out / "meta" / "episodes").rglob("*.parquet")):
         rows = pq.read_table(path)
         episodes = rows.column("episode_index").to_pylist()
         texts = [list(dict.fromkeys(labels[e])) for e in episodes]
-        rows = _replace(path, rows, "tasks", pa.array(texts, rows.schema.field("tasks").type), write=False)
-        for name, values in _episode_task_stats([labels[e] for e in episodes], tasks).items():
+        rows = _with_column(rows, "tasks", pa.array(texts, rows.schema.field("tasks").type))
+        stats = [feature_stats(indices[e][:, None].astype(np.float64)) for e in episodes]
+        for name in stats[0]:
             column = f"stats/{TASK_INDEX}/{name}"
             if column in rows.column_names:
-                rows = _replace(
-                    path, rows, column, pa.array(values, rows.schema.field(column).type), write=False
-                )
+                values = [episode[name].tolist() for episode in stats]
+                rows = _with_column(rows, column, pa.array(values, rows.schema.field(column).type))
         write_parquet_atomic(path, rows)
 
 
-def _episode_task_stats(labels: list[list[str]], tasks: list[str]) -> dict[str, list]:
-    per_episode = [feature_stats(np.array([[tasks.index(t)] for t in texts], np.float64)) for texts in labels]
-    return {name: [stats[name].tolist() for stats in per_episode] for name in per_episode[0]}
-
-
-def _replace(path: Path, table: pa.Table, name: str, column: pa.Array, write: bool = True) -> pa.Table:
-    table = table.set_column(table.column_names.index(name), table.schema.field(name), column)
-    if write:
-        write_parquet_atomic(path, table)
-    return table
+def _with_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    return table.set_column(table.column_names.index(name), table.schema.field(name), column)
 
 
 def _replay(meta, table, stored: dict, episode: int) -> list[str]:
