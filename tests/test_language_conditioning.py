@@ -124,3 +124,29 @@ def test_instruction_keypoints_follow_the_words(dataset, batch):
         VLA(small_config(connector=keypoints, vision=grid), dataset.stats)
     with pytest.raises(ValueError, match="for kind 'keypoints'"):
         ConnectorConfig(kind="mlp", instruction_keypoints=2)
+
+
+def test_instruction_words_tell_which_colour_is_where(dataset, batch):
+    """With instruction words each instruction keypoint reads the words through its own attention: two
+    instructions with the same words in another order make other filters, a padded batch gives each
+    instruction what it gives alone, and training reaches the word queries."""
+    from vla.model.config import ConnectorConfig
+
+    words = ConnectorConfig(
+        kind="keypoints", num_queries=2, keypoints=4, instruction_keypoints=2, instruction_words=True
+    )
+    grid = VisionConfig(kind="resnet18", width=64, stages=2)
+    torch.manual_seed(0)
+    vla = VLA(small_config(language=LANGUAGE, connector=words, vision=grid, goal_loss=1.0), dataset.stats)
+    connector = vla.connector
+    texts = ["put the red cube on the blue target", "put the blue cube on the red target", "red"]
+    states, mask = vla.language.words(texts, torch.device("cpu"))
+    assert mask.sum(1).tolist()[2] < mask.shape[1]  # the short one is padded
+    filters = connector._word_filters(states, mask)  # (3, K, Cs)
+    assert not torch.allclose(filters[0], filters[1])
+    alone = connector._word_filters(*vla.language.words(texts[2:], torch.device("cpu")))
+    torch.testing.assert_close(filters[2:], alone)
+    vla.loss(batch)["loss"].backward()
+    assert connector.word_queries.grad.abs().sum() > 0 and connector.word_filters.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"instruction_words needs connector\.instruction_keypoints"):
+        ConnectorConfig(kind="keypoints", instruction_words=True)

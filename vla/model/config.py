@@ -78,8 +78,14 @@ class ConnectorConfig:
     # keypoints only: maps whose filter is made from the instruction (needs model.language), so where the
     # named object is reaches the LLM directly (vla/model/connector.py)
     instruction_keypoints: int = 0
+    # instruction keypoints' filters also made from the sentence encoder's word states, each keypoint attending
+    # over the words with its own query: "the blue target" of "put the red cube on the blue target" can make a
+    # filter of its own, where the fixed sentence features mix both colours (vla/model/connector.py)
+    instruction_words: bool = False
 
     def __post_init__(self):
+        if self.instruction_words and not self.instruction_keypoints:
+            raise ValueError("connector.instruction_words needs connector.instruction_keypoints > 0")
         if self.instruction_keypoints < 0:
             raise ValueError(
                 f"connector.instruction_keypoints must be >= 0, got {self.instruction_keypoints}"

@@ -43,10 +43,15 @@ class Connector(nn.Module):
         raise NotImplementedError  # (M, P, C), condition (M, F) -> (M, T, D)
 
     def forward(
-        self, features: torch.Tensor, condition: torch.Tensor | None = None, stem: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        stem: torch.Tensor | None = None,
+        words: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """features (B, N, P, C); for a conditioned connector ``condition`` (B, F), the instruction
-        features, and ``stem`` (B, N, Ps, Cs), the vision encoder's early features."""
+        features, ``stem`` (B, N, Ps, Cs), the vision encoder's early features, and with instruction words
+        ``words`` (the word states (B, L, E), their mask (B, L))."""
         if features.dim() != 4 or features.shape[2:] != (self.num_patches, self.in_dim):
             raise ValueError(
                 f"connector expects features (B, N, {self.num_patches}, {self.in_dim}), "
@@ -58,7 +63,9 @@ class Connector(nn.Module):
         if condition is not None:
             condition = condition.repeat_interleave(cameras, dim=0)  # (B*N, F)
             stem = stem.flatten(0, 1)  # (B*N, Ps, Cs)
-            tokens = self.map_camera(features.flatten(0, 1), condition, stem)
+            if words is not None:
+                words = tuple(w.repeat_interleave(cameras, dim=0) for w in words)  # (B*N, L, E), (B*N, L)
+            tokens = self.map_camera(features.flatten(0, 1), condition, stem, words)
         else:
             tokens = self.map_camera(features.flatten(0, 1))  # (B*N, T, D)
         return tokens.reshape(batch, cameras * self.tokens_per_camera, self.out_dim)  # (B, N*T, D)
@@ -134,6 +141,7 @@ class KeypointConnector(Connector):
         instruction_keypoints: int = 0,
         condition_dim: int = 0,
         stem: tuple[tuple[int, int], int] | None = None,  # the stem's grid (h, w) and channels
+        word_dim: int = 0,  # the sentence encoder's word states' width, for instruction words; 0: none
     ):
         super().__init__(in_dim, out_dim, grid[0] * grid[1], tokens_per_camera=tokens)
         self.maps = nn.Linear(in_dim, keypoints)  # a 1x1 convolution: one attention map per keypoint
@@ -148,20 +156,39 @@ class KeypointConnector(Connector):
             self.queries = nn.Linear(condition_dim, instruction_keypoints * self.stem_dim)
             self.register_buffer("stem_positions", _grid_positions(stem_grid), persistent=False)
             keypoints += instruction_keypoints
+        self.word_queries = None
+        if (
+            word_dim
+        ):  # per instruction keypoint: a query over the words, and a map of what it read to a filter
+            k = instruction_keypoints
+            self.word_queries = nn.Parameter(torch.randn(k, word_dim) / math.sqrt(word_dim))
+            self.word_filters = nn.Parameter(
+                torch.randn(k, word_dim, self.stem_dim) / math.sqrt(word_dim) * 0.1
+            )
         self.mlp = nn.Sequential(
             nn.Linear(2 * keypoints, out_dim), nn.GELU(), nn.Linear(out_dim, tokens * out_dim)
         )
 
-    def map_camera(self, features: torch.Tensor, condition=None, stem=None) -> torch.Tensor:
+    def map_camera(self, features: torch.Tensor, condition=None, stem=None, words=None) -> torch.Tensor:
         temperature = self.log_temperature.exp()
         weights = (self.maps(features) / temperature).softmax(dim=1)  # (M, P, K) over P
         points = weights.transpose(1, 2) @ self.positions  # (M, K, 2): expected x, y in [-1, 1]
         if condition is not None:
             queries = self.queries(condition).view(len(stem), self.instruction_keypoints, self.stem_dim)
+            if self.word_queries is not None:
+                queries = queries + self._word_filters(*words)
             named = stem @ queries.transpose(1, 2) / math.sqrt(self.stem_dim)  # (M, Ps, K_instruction)
             named = (named / temperature).softmax(dim=1).transpose(1, 2) @ self.stem_positions
             points = torch.cat([points, named], dim=1)
         return self.mlp(points.flatten(1)).view(-1, self.tokens_per_camera, self.out_dim)  # (M, T, D)
+
+    def _word_filters(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """words (M, L, E), mask (M, L) -> (M, K_instruction, Cs): each keypoint's filter from the words it
+        attends to."""
+        scores = words.float() @ self.word_queries.t() / math.sqrt(words.shape[-1])  # (M, L, K)
+        scores = scores.masked_fill(~mask[..., None], float("-inf")).softmax(dim=1)
+        read = scores.transpose(1, 2) @ words.float()  # (M, K, E)
+        return torch.einsum("mke,kec->mkc", read, self.word_filters)
 
 
 def _grid_positions(grid: tuple[int, int]) -> torch.Tensor:
@@ -178,6 +205,7 @@ def build_connector(
     grid: tuple[int, int] | None = None,
     condition_dim: int = 0,
     stem: tuple[tuple[int, int], int] | None = None,
+    word_dim: int = 0,
 ) -> Connector:
     """The connector ``cfg`` describes, from ``in_dim`` vision channels to the LLM's ``out_dim``.
 
@@ -217,5 +245,6 @@ def build_connector(
             cfg.instruction_keypoints,
             condition_dim,
             stem,
+            word_dim if cfg.instruction_words else 0,
         )
     raise ValueError(f"connector.kind must be 'mlp', 'resampler' or 'keypoints', got {cfg.kind!r}")

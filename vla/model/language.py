@@ -130,6 +130,17 @@ class InstructionEncoder(nn.Module):
         self.feature_mean.copy_(raw.mean(0))
         self.feature_scale.copy_(1.0 / ((spread + floor) * math.sqrt(self.feature_dim)))
 
+    def words(self, instructions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(word states (B, L, E), each layer-normed, zero where padded; mask (B, L) bool) of B instructions."""
+        states = self.text([_clean(text) for text in instructions])
+        length = max(len(s) for s in states)
+        words = torch.zeros(len(states), length, self.text.dim)
+        mask = torch.zeros(len(states), length, dtype=torch.bool)
+        for i, s in enumerate(states):
+            words[i, : len(s)] = F.layer_norm(s, s.shape[-1:])
+            mask[i, : len(s)] = True
+        return words.to(device), mask.to(device)
+
     def forward(self, instructions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (B, feature_dim), token (B, out_dim)) for B instructions."""
         raw = torch.stack([self._features(_clean(text)) for text in instructions]).to(device)

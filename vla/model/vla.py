@@ -73,6 +73,7 @@ class VLA(nn.Module):
             self.vision.grid,
             condition_dim=features,
             stem=self.vision.stem,
+            word_dim=self.language.text.dim if self.language is not None else 0,
         )
         self.state_encoder = StateEncoder(config.state_dim, hidden, dropout=config.state_dropout)
         self.goal_head = None
@@ -133,7 +134,10 @@ class VLA(nn.Module):
         film = features if language.film else None
         if self.connector.conditioned:  # instruction keypoints read the vision's stem features too
             patches, stem = self.vision(images, film, with_stem=True, maps=maps)
-            image_tokens = self.connector(patches, features, stem)  # (B, N*T, H)
+            words = None
+            if self.config.connector.instruction_words:
+                words = self.language.words(list(batch["instruction"]), self.device)
+            image_tokens = self.connector(patches, features, stem, words)  # (B, N*T, H)
         else:
             image_tokens = self.connector(self.vision(images, film, maps=maps))
         state_token = self.state_encoder(self.processor.state(batch["state"].to(self.device)))  # (B, 1, H)
