@@ -157,9 +157,8 @@ class KeypointConnector(Connector):
             self.register_buffer("stem_positions", _grid_positions(stem_grid), persistent=False)
             keypoints += instruction_keypoints
         self.word_queries = None
-        if (
-            word_dim
-        ):  # per instruction keypoint: a query over the words, and a map of what it read to a filter
+        # Per instruction keypoint: a query over the words, and a map of what it read to a filter.
+        if word_dim:
             k = instruction_keypoints
             self.word_queries = nn.Parameter(torch.randn(k, word_dim) / math.sqrt(word_dim))
             self.word_filters = nn.Parameter(
